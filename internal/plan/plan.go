@@ -1,0 +1,74 @@
+// Package plan holds the Plan: the list of filesystem operations that turns a
+// base image into one node's card. It is the seam between the cluster-aware
+// front half (profile, overlay) and the image-aware back half (bake).
+package plan
+
+import (
+	"io/fs"
+	"time"
+)
+
+// Partition names the partition an operation applies to.
+type Partition int
+
+const (
+	// Boot is the FAT32 boot partition (p1), mounted at /boot/firmware on the Pi.
+	Boot Partition = 1
+	// Root is the ext4 root partition (p2).
+	Root Partition = 2
+)
+
+// String returns the short name used in plan listings ("boot" or "root").
+func (p Partition) String() string {
+	switch p {
+	case Boot:
+		return "boot"
+	case Root:
+		return "root"
+	}
+	return "p?"
+}
+
+// Kind is the kind of one operation.
+type Kind string
+
+const (
+	// WriteFile creates or replaces a regular file (parents are created).
+	WriteFile Kind = "file"
+	// Mkdir creates a directory and any missing parents.
+	Mkdir Kind = "dir"
+	// Symlink creates or replaces a symbolic link.
+	Symlink Kind = "symlink"
+	// Remove deletes a file or symlink if present (absent is not an error).
+	Remove Kind = "remove"
+	// EditCmdline edits the one-line kernel command line file in place.
+	EditCmdline Kind = "cmdline"
+)
+
+// Op is one operation on one partition. Paths are absolute within the
+// partition ("/etc/hostname" on Root, "/cmdline.txt" on Boot).
+type Op struct {
+	Partition Partition
+	Kind      Kind
+	Path      string
+	Mode      fs.FileMode // permission bits only (and setuid/setgid/sticky)
+	UID, GID  uint32
+	Content   []byte // WriteFile
+	Target    string // Symlink
+	// EditCmdline: words whose key (text before '=') matches a key in Remove
+	// are dropped, then every word in Set replaces a word with the same key
+	// or is appended.
+	CmdlineSet    []string
+	CmdlineRemove []string
+	// Secret marks content that must be masked when the plan is printed.
+	Secret bool
+	// Source says where the operation came from (overlay template path).
+	Source string
+}
+
+// Plan is everything one node's card needs, in the order it is applied.
+type Plan struct {
+	Node  string
+	Ops   []Op
+	MTime time.Time // timestamp given to every file written
+}
