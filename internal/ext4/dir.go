@@ -194,6 +194,11 @@ func (f *FS) entries(d *dirHandle) ([]dirent, error) {
 
 // lookup finds name in the directory; ino 0 means absent.
 func (f *FS) lookup(d *dirHandle, name []byte) (uint32, uint8, error) {
+	if d.in.flags()&flagIndex != 0 {
+		if ino, ft, ok, err := f.htreeFind(d, name); err != nil || ok {
+			return ino, ft, err
+		}
+	}
 	ents, err := f.entries(d)
 	if err != nil {
 		return 0, 0, err
@@ -711,4 +716,62 @@ func (f *FS) linearize(d *dirHandle) error {
 	}
 	d.in.put32(0x20, d.in.flags()&^flagIndex)
 	return f.writeInode(d.in)
+}
+
+// htreeFind looks name up through the index, reading only the blocks on its
+// hash path. ok is false when the answer needs a full scan (a collision
+// chain that leaves the bottom index node).
+func (f *FS) htreeFind(d *dirHandle, name []byte) (ino uint32, ftype uint8, ok bool, err error) {
+	root, err := f.readDx(d, 0, true)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	version, levels, err := f.htreeParams(d, root)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	h, err := dirHash(version, name, f.sb.hashSeed())
+	if err != nil {
+		return 0, 0, false, err
+	}
+	n, i := root, 0
+	for lvl := 0; ; lvl++ {
+		i = n.count() - 1
+		for i > 0 && n.hash(i) > h {
+			i--
+		}
+		if lvl == levels {
+			break
+		}
+		if n, err = f.readDx(d, n.block(i), false); err != nil {
+			return 0, 0, false, err
+		}
+	}
+	for {
+		b, _, err := f.dirBlock(d, n.block(i))
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if err := f.verifyLeaf(d.in, n.block(i), b); err != nil {
+			return 0, 0, false, err
+		}
+		ents, err := f.parseLeaf(b)
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("directory inode %d block %d: %w", d.in.num, n.block(i), err)
+		}
+		for _, e := range ents {
+			if e.ino != 0 && bytes.Equal(e.name, name) {
+				return e.ino, e.ftype, true, nil
+			}
+		}
+		// A set low bit on the next entry's hash marks a collision chain
+		// that continues into the next block.
+		i++
+		if i >= n.count() {
+			return 0, 0, false, nil
+		}
+		if n.hash(i)&1 == 0 || n.hash(i)&^1 != h {
+			return 0, 0, true, nil
+		}
+	}
 }

@@ -2,7 +2,9 @@ package ext4
 
 import (
 	"io/fs"
+	"os"
 	"syscall"
+	"testing"
 )
 
 func sysOwner(fi fs.FileInfo) ([2]uint32, bool) {
@@ -11,4 +13,11 @@ func sysOwner(fi fs.FileInfo) ([2]uint32, bool) {
 		return [2]uint32{}, false
 	}
 	return [2]uint32{st.Uid, st.Gid}, true
+}
+
+func writeFile(t testing.TB, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
