@@ -105,6 +105,9 @@ func Open(dev Device, size int64) (*FS, error) {
 	}
 	f.groups = uint32(groups)
 	f.descSize = uint32(f.sb.descSize())
+	if groups*uint64(f.descSize) > uint64(size) {
+		return nil, errCorrupt("%d group descriptors do not fit in the filesystem", groups)
+	}
 	f.gdt = make([]byte, uint64(f.groups)*uint64(f.descSize))
 	if err := f.readAt(f.gdt, int64(f.sb.firstDataBlock()+1)*int64(f.bs)); err != nil {
 		return nil, fmt.Errorf("ext4: read group descriptors: %w", err)

@@ -65,6 +65,16 @@ func (f *FS) walkExtentNode(in *inode, node []byte, wantDepth int, t *extentTree
 			continue
 		}
 		child := uint64(binary.LittleEndian.Uint16(r[8:]))<<32 | uint64(binary.LittleEndian.Uint32(r[4:]))
+		// A node referenced twice would make the walk exponential (and the
+		// tree is corrupt anyway: every node has one parent).
+		for _, seen := range t.nodes {
+			if seen == child {
+				return errCorrupt("extent node %d referenced twice", child)
+			}
+		}
+		if len(t.nodes) > int(f.sb.blocksCount()) {
+			return errCorrupt("extent tree larger than the filesystem")
+		}
 		b, err := f.readBlock(child)
 		if err != nil {
 			return err

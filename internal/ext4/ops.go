@@ -268,8 +268,8 @@ func (f *FS) readData(in *inode) ([]byte, error) {
 		return nil, errUnsupported("encrypted file (inode %d)", in.num)
 	}
 	size := in.size()
-	if size > 1<<34 {
-		return nil, errUnsupported("file of %d bytes is too large to read into memory", size)
+	if size > f.sb.blocksCount()*uint64(f.bs) {
+		return nil, errCorrupt("inode %d claims %d bytes, more than the filesystem holds", in.num, size)
 	}
 	t, err := f.readExtents(in)
 	if err != nil {
