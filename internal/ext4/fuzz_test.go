@@ -62,12 +62,12 @@ func patches(pairs ...int) []byte {
 func FuzzCorruptImage(f *testing.F) {
 	base := loadFuzzBase(f)
 	f.Add([]byte{})
-	f.Add(patches(1024+0x38, 0xff))               // superblock magic
-	f.Add(patches(1024+0x18, 0x07))               // block size
+	f.Add(patches(1024+0x38, 0xff))                // superblock magic
+	f.Add(patches(1024+0x18, 0x07))                // block size
 	f.Add(patches(1024+0x28, 0x40, 1024+0x3FC, 1)) // inodes per group, checksum
-	f.Add(patches(2048+0x08, 0x11))               // inode table location
-	f.Add(patches(2048+0x1E, 0x01))               // descriptor checksum
-	f.Add(patches(5*1024+256+0x28, 0x0A))         // root inode extent magic
+	f.Add(patches(2048+0x08, 0x11))                // inode table location
+	f.Add(patches(2048+0x1E, 0x01))                // descriptor checksum
+	f.Add(patches(5*1024+256+0x28, 0x0A))          // root inode extent magic
 	f.Add(patches(5*1024+256+0x04, 0xFF, 5*1024+256+0x07, 0x7F))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		img := bytes.Clone(base)
