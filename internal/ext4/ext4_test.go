@@ -292,6 +292,8 @@ var fsVariants = []struct {
 	{"no-csum-no-uninit", []string{"-O", "^metadata_csum,^uninit_bg"}},
 	{"1k-blocks", []string{"-b", "1024", "-O", "^64bit,^huge_file"}},
 	{"csum-seed-orphan-file", []string{"-O", "^64bit,metadata_csum_seed,orphan_file"}},
+	// Few inodes per group: new inodes spill into INODE_UNINIT groups.
+	{"inode-uninit-groups", []string{"-b", "1024", "-N", "2560", "-O", "^64bit,^huge_file"}},
 }
 
 func TestOverlayOperations(t *testing.T) {
