@@ -4,6 +4,7 @@
 package plan
 
 import (
+	"fmt"
 	"io/fs"
 	"time"
 )
@@ -71,4 +72,20 @@ type Plan struct {
 	Node  string
 	Ops   []Op
 	MTime time.Time // timestamp given to every file written
+}
+
+// OctalMode renders permission bits the way chmod takes them ("0644",
+// "4755"), including setuid, setgid and sticky.
+func OctalMode(m fs.FileMode) string {
+	v := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		v |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		v |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		v |= 0o1000
+	}
+	return fmt.Sprintf("%04o", v)
 }

@@ -1,0 +1,215 @@
+// Package bake applies a Plan to a card image: the FAT32 boot partition
+// through go-diskfs (with its bookkeeping repaired afterwards), the ext4 root
+// through our own writer, and a manifest of everything written.
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
+
+	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/plan"
+)
+
+// ManifestPath is where the manifest lives on the root partition.
+const ManifestPath = "/etc/magibake/manifest.json"
+
+// Apply writes every operation of p into dev, then the manifest, then checks
+// by reading everything back through freshly opened filesystems.
+func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.Plan, info Info) (*Manifest, error) {
+	m := newManifest(p, info)
+	mop, err := m.op(p.MTime)
+	if err != nil {
+		return nil, err
+	}
+	all := append(append([]plan.Op(nil), p.Ops...), mop)
+	for _, part := range []plan.Partition{plan.Boot, plan.Root} {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var ops []plan.Op
+		for _, op := range all {
+			if op.Partition == part {
+				ops = append(ops, op)
+			}
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		if part == plan.Boot {
+			err = applyBoot(dev, layout.Boot, ops, p)
+		} else {
+			err = applyRoot(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size, ops, p)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := Verify(dev, layout, &plan.Plan{Node: p.Node, Ops: all, MTime: p.MTime}); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func opErr(op plan.Op, err error) error {
+	return fmt.Errorf("%s %s on %s: %w", verb(op.Kind), op.Path, op.Partition, err)
+}
+
+func verb(k plan.Kind) string {
+	switch k {
+	case plan.WriteFile:
+		return "write"
+	case plan.Mkdir:
+		return "mkdir"
+	case plan.Symlink:
+		return "symlink"
+	case plan.Remove:
+		return "remove"
+	case plan.EditCmdline:
+		return "edit"
+	}
+	return string(k)
+}
+
+func applyRoot(sec *image.Section, size int64, ops []plan.Op, p *plan.Plan) error {
+	fsys, err := ext4.Open(sec, size)
+	if err != nil {
+		return fmt.Errorf("open root partition: %w", err)
+	}
+	for _, op := range ops {
+		if err := applyExt4(fsys, op, p); err != nil {
+			return opErr(op, err)
+		}
+	}
+	return fsys.Close()
+}
+
+func applyExt4(fsys *ext4.FS, op plan.Op, p *plan.Plan) error {
+	parent := path.Dir(op.Path)
+	switch op.Kind {
+	case plan.WriteFile:
+		if err := fsys.MkdirAll(parent, 0o755, 0, 0, p.MTime); err != nil {
+			return err
+		}
+		return fsys.WriteFile(op.Path, op.Content, op.Mode, op.UID, op.GID, p.MTime)
+	case plan.Mkdir:
+		if err := fsys.MkdirAll(op.Path, op.Mode, op.UID, op.GID, p.MTime); err != nil {
+			return err
+		}
+		// An existing directory gets the mode and owner the plan asks for.
+		return fsys.SetAttr(op.Path, op.Mode, op.UID, op.GID, p.MTime)
+	case plan.Symlink:
+		if err := fsys.MkdirAll(parent, 0o755, 0, 0, p.MTime); err != nil {
+			return err
+		}
+		return fsys.Symlink(op.Target, op.Path, op.UID, op.GID, p.MTime)
+	case plan.Remove:
+		if err := fsys.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("operation %q is not possible on the root partition", op.Kind)
+}
+
+func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.Plan) error {
+	fsys, err := fat32.Read(dev, part.Size, part.Start, 512)
+	if err != nil {
+		return fmt.Errorf("open boot partition: %w", err)
+	}
+	for _, op := range ops {
+		if err := applyFAT(fsys, op, p); err != nil {
+			return opErr(op, err)
+		}
+	}
+	if err := repairFAT(dev.Section(part.Start, part.Size)); err != nil {
+		return fmt.Errorf("boot partition after writing: %w", err)
+	}
+	return nil
+}
+
+// fatExists looks p up case-insensitively, as FAT does; go-diskfs's Stat
+// compares names case-sensitively and misses e.g. "ssh" stored as "SSH".
+func fatExists(fsys *fat32.FileSystem, p string) (fs.FileInfo, bool) {
+	// ReadDir wants io/fs paths ("." for the root), unlike the rest of go-diskfs's FAT API.
+	dir := strings.TrimPrefix(path.Dir(p), "/")
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := fsys.ReadDir(dir)
+	if err != nil {
+		return nil, false
+	}
+	for _, e := range entries {
+		if strings.EqualFold(e.Name(), path.Base(p)) {
+			fi, err := e.Info()
+			return fi, err == nil
+		}
+	}
+	return nil, false
+}
+
+func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
+	switch op.Kind {
+	case plan.WriteFile:
+		return fatWrite(fsys, op.Path, op.Content, p)
+	case plan.EditCmdline:
+		old, err := fsys.ReadFile(op.Path)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		return fatWrite(fsys, op.Path, []byte(plan.ApplyCmdline(string(old), op.CmdlineSet, op.CmdlineRemove)), p)
+	case plan.Mkdir:
+		if err := fsys.Mkdir(op.Path); err != nil {
+			return err
+		}
+		return nil
+	case plan.Remove:
+		if _, ok := fatExists(fsys, op.Path); !ok {
+			return nil
+		}
+		return fsys.Remove(op.Path)
+	}
+	return fmt.Errorf("operation %q is not possible on the FAT boot partition", op.Kind)
+}
+
+// fatWrite replaces a file by removing and recreating it: go-diskfs v1.9.4's
+// O_TRUNC keeps the old size, so an in-place rewrite with shorter content
+// would leave the tail of the old file.
+func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) error {
+	if dir := path.Dir(name); dir != "/" {
+		if err := fsys.Mkdir(dir); err != nil {
+			return fmt.Errorf("mkdir %s: %w", dir, err)
+		}
+	}
+	if fi, ok := fatExists(fsys, name); ok {
+		if fi.IsDir() {
+			return fmt.Errorf("is a directory")
+		}
+		if err := fsys.Remove(name); err != nil {
+			return fmt.Errorf("replace: %w", err)
+		}
+	}
+	f, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR)
+	if err != nil {
+		return err
+	}
+	if len(data) > 0 {
+		if _, err := f.Write(data); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return fsys.Chtimes(name, p.MTime, p.MTime, p.MTime)
+}

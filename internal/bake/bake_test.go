@@ -1,0 +1,265 @@
+package bake
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/output"
+	"github.com/magibake/magibake/internal/plan"
+)
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: run `apt-get install -y e2fsprogs dosfstools mtools fdisk` (or `make tools`)", tool)
+		}
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+const (
+	bootStart = 16384 * 512
+	bootSize  = 300 << 20
+	rootSize  = 64 << 20
+	rootStart = bootStart + bootSize
+)
+
+// smallCard builds a Pi-OS-shaped card small enough for a unit test: MBR,
+// FAT32 boot (-s 4 like Pi OS) and an ext4 root made like Pi OS's, with an
+// htree /etc.
+func smallCard(t *testing.T, dir string) string {
+	need(t, "mkfs.vfat", "mcopy", "mkfs.ext4", "e2fsck", "sfdisk")
+	tree := filepath.Join(dir, "tree")
+	for _, d := range []string{"etc/systemd/system/multi-user.target.wants", "usr/bin", "home"} {
+		os.MkdirAll(filepath.Join(tree, d), 0o755)
+	}
+	for i := range 320 {
+		os.WriteFile(filepath.Join(tree, "etc", fmt.Sprintf("base-%03d.conf", i)), []byte(strings.Repeat("x", i)), 0o644)
+	}
+	os.WriteFile(filepath.Join(tree, "etc/hostname"), []byte("raspberrypi\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "etc/hosts"), []byte("127.0.0.1 localhost\n127.0.1.1 raspberrypi\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "etc/machine-id"), []byte("uninitialized\n"), 0o444)
+	os.WriteFile(filepath.Join(tree, "usr/bin/tool"), bytes.Repeat([]byte{1, 2, 3}, 100000), 0o755)
+	root := filepath.Join(dir, "root.ext4")
+	run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-O", "^64bit,^huge_file", "-d", tree, root, fmt.Sprint(rootSize>>10)+"k")
+	if out, err := exec.Command("e2fsck", "-fyD", root).CombinedOutput(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
+		}
+	}
+	boot := filepath.Join(dir, "boot.fat")
+	run(t, "mkfs.vfat", "-C", "-F", "32", "-s", "4", "-n", "bootfs", boot, fmt.Sprint(bootSize>>10))
+	os.WriteFile(filepath.Join(dir, "cmdline.txt"), []byte("console=serial0,115200 console=tty1 root=PARTUUID=6c1e5a3b-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "config.txt"), []byte("[all]\n"+strings.Repeat("# padding line for a long config\n", 200)), 0o644)
+	run(t, "mcopy", "-i", boot, filepath.Join(dir, "cmdline.txt"), filepath.Join(dir, "config.txt"), "::/")
+	disk := filepath.Join(dir, "card.img")
+	f, _ := os.Create(disk)
+	f.Truncate(rootStart + rootSize)
+	f.Close()
+	cmd := exec.Command("sfdisk", "-q", disk)
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("label: dos\nlabel-id: 0x6c1e5a3b\nstart=%d, size=%d, type=c\nstart=%d, size=%d, type=83\n",
+		bootStart/512, bootSize/512, rootStart/512, rootSize/512))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	run(t, "dd", "if="+boot, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", bootStart>>20), "conv=notrunc,sparse", "status=none")
+	run(t, "dd", "if="+root, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", rootStart>>20), "conv=notrunc,sparse", "status=none")
+	return disk
+}
+
+func fileSum(t *testing.T, p string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func TestApplyToSmallCard(t *testing.T) {
+	need(t, "debugfs", "fsck.fat", "mtype", "mdir")
+	dir := t.TempDir()
+	disk := smallCard(t, dir)
+	before := fileSum(t, disk)
+
+	mtime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := &plan.Plan{Node: "caspar", MTime: mtime}
+	add := func(op plan.Op) { p.Ops = append(p.Ops, op) }
+	file := func(part plan.Partition, path, content string, mode fs.FileMode, uid uint32) {
+		add(plan.Op{Partition: part, Kind: plan.WriteFile, Path: path, Content: []byte(content), Mode: mode, UID: uid, GID: uid})
+	}
+	file(plan.Boot, "/ssh", "", 0o644, 0)
+	file(plan.Boot, "/userconf.txt", "pi:$y$j9T$salt$hash\n", 0o644, 0)
+	file(plan.Boot, "/config.txt", "[all]\ndtparam=audio=on\n", 0o644, 0) // replaced by a much shorter file
+	file(plan.Boot, "/magibake/nested/note.txt", "in a new directory\n", 0o644, 0)
+	add(plan.Op{Partition: plan.Boot, Kind: plan.EditCmdline, Path: "/cmdline.txt", CmdlineSet: []string{"cfg80211.ieee80211_regdom=GB"}})
+	file(plan.Root, "/etc/hostname", "caspar\n", 0o644, 0)
+	file(plan.Root, "/etc/hosts", strings.Repeat("10.3.50.1 caspar.cluster caspar\n", 300), 0o644, 0) // longer than one block
+	for i := range 300 {
+		file(plan.Root, fmt.Sprintf("/etc/magibake-test-%03d.conf", i), fmt.Sprintf("file %d\n", i), 0o600, 0)
+	}
+	file(plan.Root, "/usr/bin/tool", "#!/bin/sh\necho smaller now\n", 0o755|fs.ModeSetuid, 0) // shorter: blocks are freed
+	add(plan.Op{Partition: plan.Root, Kind: plan.Mkdir, Path: "/home/pi/.ssh", Mode: 0o700, UID: 1000, GID: 1000})
+	file(plan.Root, "/home/pi/.ssh/authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG test\n", 0o600, 1000)
+	file(plan.Root, "/etc/systemd/system/magibake-test.service", "[Unit]\nDescription=t\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n", 0o644, 0)
+	add(plan.Op{Partition: plan.Root, Kind: plan.Symlink, Path: "/etc/systemd/system/multi-user.target.wants/magibake-test.service", Target: "/etc/systemd/system/magibake-test.service"})
+	add(plan.Op{Partition: plan.Root, Kind: plan.Remove, Path: "/etc/base-007.conf"})
+	add(plan.Op{Partition: plan.Root, Kind: plan.Remove, Path: "/etc/never-existed"})
+
+	base, err := image.OpenBase(context.Background(), disk, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	layout, err := image.ReadLayout(base, base.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layout.Boot.Start != bootStart || layout.Root.Start != rootStart || layout.DiskID != 0x6c1e5a3b {
+		t.Fatalf("layout %+v", layout)
+	}
+	dev := image.NewDevice(base, base.Size())
+	m, err := Apply(context.Background(), dev, layout, p, Info{Version: "test", ProfileDigest: "d", BaseSHA256: base.SHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Files) != len(p.Ops) {
+		t.Errorf("manifest has %d entries for %d ops", len(m.Files), len(p.Ops))
+	}
+	out := filepath.Join(dir, "out.img")
+	if err := output.Write(context.Background(), out, dev, dev.Size()); err != nil {
+		t.Fatal(err)
+	}
+	if fileSum(t, disk) != before {
+		t.Fatal("the base image changed")
+	}
+	checkCard(t, out, p)
+
+	// Everything outside the two partitions' changed blocks is the base's.
+	a, _ := os.ReadFile(disk)
+	b, _ := os.ReadFile(out)
+	if !bytes.Equal(a[:bootStart], b[:bootStart]) {
+		t.Error("partition table / gap before p1 changed")
+	}
+}
+
+// checkCard runs the real consumers over a baked card: e2fsck, fsck.fat,
+// debugfs and mtools must accept it and read back every plan entry.
+func checkCard(t *testing.T, img string, p *plan.Plan) {
+	t.Helper()
+	fsckExt4(t, img)
+	fsckFAT(t, img)
+	for _, op := range p.Ops {
+		switch {
+		case op.Partition == plan.Root && op.Kind == plan.WriteFile:
+			got := debugfs(t, img, "cat "+op.Path)
+			if got != string(op.Content) {
+				t.Errorf("%s: debugfs reads %q, want %q", op.Path, trunc(got), trunc(string(op.Content)))
+			}
+			st := debugfs(t, img, "stat "+op.Path)
+			wantMode := "Mode:  0" + strings.TrimLeft(plan.OctalMode(op.Mode), "0")
+			if !strings.Contains(st, wantMode) || !strings.Contains(st, fmt.Sprintf("User: %5d   Group: %5d", op.UID, op.GID)) {
+				t.Errorf("%s: want %s owner %d:%d, debugfs stat:\n%s", op.Path, wantMode, op.UID, op.GID, trunc(st))
+			}
+		case op.Partition == plan.Root && op.Kind == plan.Mkdir:
+			st := debugfs(t, img, "stat "+op.Path)
+			if !strings.Contains(st, "Type: directory") || !strings.Contains(st, "Mode:  0"+strings.TrimLeft(plan.OctalMode(op.Mode), "0")) {
+				t.Errorf("%s: want directory %s:\n%s", op.Path, plan.OctalMode(op.Mode), trunc(st))
+			}
+		case op.Partition == plan.Root && op.Kind == plan.Symlink:
+			st := debugfs(t, img, "stat "+op.Path)
+			if !strings.Contains(st, "Type: symlink") || !strings.Contains(st, `Fast link dest: "`+op.Target+`"`) {
+				t.Errorf("%s: want symlink to %s:\n%s", op.Path, op.Target, trunc(st))
+			}
+		case op.Partition == plan.Root && op.Kind == plan.Remove:
+			if st := debugfs(t, img, "stat "+op.Path); !strings.Contains(st, "File not found") {
+				t.Errorf("%s: still present:\n%s", op.Path, trunc(st))
+			}
+		case op.Partition == plan.Boot && op.Kind == plan.WriteFile:
+			if got := mtype(t, img, op.Path); got != string(op.Content) {
+				t.Errorf("boot %s: mtype reads %q, want %q", op.Path, trunc(got), trunc(string(op.Content)))
+			}
+		case op.Partition == plan.Boot && op.Kind == plan.EditCmdline:
+			got := mtype(t, img, op.Path)
+			if strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
+				t.Errorf("cmdline.txt is not one line: %q", got)
+			}
+			for _, w := range op.CmdlineSet {
+				if !strings.Contains(got, " "+w) {
+					t.Errorf("cmdline.txt lacks %q: %q", w, got)
+				}
+			}
+			if !strings.Contains(got, "init=/usr/lib/raspberrypi-sys-mods/firstboot") {
+				t.Errorf("cmdline.txt lost the first-boot word: %q", got)
+			}
+		}
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}
+
+func rootSpec(img string) string { return fmt.Sprintf("%s?offset=%d", img, rootStart) }
+
+func fsckExt4(t *testing.T, img string) {
+	t.Helper()
+	out, err := exec.Command("e2fsck", "-fn", rootSpec(img)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("e2fsck -fn on the root partition: %v\n%s", err, out)
+	}
+}
+
+func fsckFAT(t *testing.T, img string) {
+	t.Helper()
+	part := filepath.Join(t.TempDir(), "p1.fat")
+	run(t, "dd", "if="+img, "of="+part, "bs=1M", fmt.Sprintf("skip=%d", bootStart>>20), fmt.Sprintf("count=%d", bootSize>>20), "conv=sparse", "status=none")
+	out, err := exec.Command("fsck.fat", "-n", part).CombinedOutput()
+	if err != nil {
+		t.Fatalf("fsck.fat -n on the boot partition: %v\n%s", err, out)
+	}
+}
+
+// debugfs runs one request; stat's "File not found" goes to stderr, so it is
+// included, after the banner line (also stderr) is dropped.
+func debugfs(t *testing.T, img, req string) string {
+	t.Helper()
+	cmd := exec.Command("debugfs", "-R", req, rootSpec(img))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if _, rest, ok := strings.Cut(stderr.String(), "\n"); ok {
+		out = append(out, rest...)
+	}
+	if err != nil {
+		t.Fatalf("debugfs -R %q: %v", req, err)
+	}
+	return string(out)
+}
+
+func mtype(t *testing.T, img, p string) string {
+	t.Helper()
+	return run(t, "mtype", "-i", fmt.Sprintf("%s@@%d", img, bootStart), "::"+p)
+}

@@ -1,0 +1,71 @@
+package bake
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/magibake/magibake/internal/plan"
+)
+
+// Info is what the manifest records besides the files.
+type Info struct {
+	Version       string // magibake version
+	ProfileDigest string // sha256 of the profile files
+	BaseSHA256    string // sha256 of the base image file as given
+}
+
+// Manifest is the record baked into every card at ManifestPath.
+type Manifest struct {
+	Tool          string          `json:"tool"`
+	Version       string          `json:"version"`
+	Node          string          `json:"node"`
+	ProfileDigest string          `json:"profile_digest"`
+	BaseSHA256    string          `json:"base_sha256"`
+	BakedAt       time.Time       `json:"baked_at"` // the plan's fixed timestamp, not the wall clock
+	Files         []ManifestEntry `json:"files"`
+}
+
+// ManifestEntry is one operation of the plan as applied.
+type ManifestEntry struct {
+	Partition string `json:"partition"`
+	Kind      string `json:"kind"`
+	Path      string `json:"path"`
+	Mode      string `json:"mode,omitempty"`
+	UID       uint32 `json:"uid"`
+	GID       uint32 `json:"gid"`
+	Size      int    `json:"size,omitempty"`
+	SHA256    string `json:"sha256,omitempty"` // of the content written; never the content itself
+	Target    string `json:"target,omitempty"`
+	Source    string `json:"source,omitempty"`
+}
+
+func newManifest(p *plan.Plan, info Info) *Manifest {
+	m := &Manifest{Tool: "magibake", Version: info.Version, Node: p.Node, ProfileDigest: info.ProfileDigest,
+		BaseSHA256: info.BaseSHA256, BakedAt: p.MTime.UTC(), Files: []ManifestEntry{}}
+	for _, op := range p.Ops {
+		e := ManifestEntry{Partition: op.Partition.String(), Kind: string(op.Kind), Path: op.Path,
+			UID: op.UID, GID: op.GID, Target: op.Target, Source: op.Source}
+		if op.Kind == plan.WriteFile || op.Kind == plan.Mkdir {
+			e.Mode = plan.OctalMode(op.Mode)
+		}
+		if op.Kind == plan.WriteFile {
+			sum := sha256.Sum256(op.Content)
+			e.SHA256, e.Size = hex.EncodeToString(sum[:]), len(op.Content)
+		}
+		m.Files = append(m.Files, e)
+	}
+	return m
+}
+
+// op is the plan operation that writes the manifest itself.
+func (m *Manifest) op(mtime time.Time) (plan.Op, error) {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return plan.Op{}, fmt.Errorf("manifest: %w", err)
+	}
+	return plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: ManifestPath, Mode: 0o644,
+		Content: append(data, '\n'), Source: "magibake"}, nil
+}

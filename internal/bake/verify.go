@@ -1,0 +1,161 @@
+package bake
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
+
+	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/plan"
+)
+
+// Verify reads every path of p back through freshly opened filesystems on
+// dev and checks it holds what the last operation on that path asked for.
+func Verify(dev *image.Device, layout image.Layout, p *plan.Plan) error {
+	type key struct {
+		part plan.Partition
+		path string
+	}
+	final := map[key]plan.Op{}
+	var order []key
+	for _, op := range p.Ops {
+		k := key{op.Partition, op.Path}
+		if _, seen := final[k]; !seen {
+			order = append(order, k)
+		}
+		final[k] = op
+	}
+	root, err := ext4.Open(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size)
+	if err != nil {
+		return fmt.Errorf("verify: reopen root partition: %w", err)
+	}
+	boot, err := fat32.Read(dev, layout.Boot.Size, layout.Boot.Start, 512)
+	if err != nil {
+		return fmt.Errorf("verify: reopen boot partition: %w", err)
+	}
+	for _, k := range order {
+		op := final[k]
+		var err error
+		if k.part == plan.Root {
+			err = verifyExt4(root, op)
+		} else {
+			err = verifyFAT(boot, op)
+		}
+		if err != nil {
+			return fmt.Errorf("verify %s on %s: %w", op.Path, op.Partition, err)
+		}
+	}
+	return nil
+}
+
+func verifyExt4(fsys *ext4.FS, op plan.Op) error {
+	st, err := fsys.Lstat(op.Path)
+	if op.Kind == plan.Remove {
+		if err == nil {
+			return errors.New("still present after removal")
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if st.UID != op.UID || st.GID != op.GID {
+		return fmt.Errorf("owner %d:%d, want %d:%d", st.UID, st.GID, op.UID, op.GID)
+	}
+	switch op.Kind {
+	case plan.WriteFile:
+		if !st.Mode.IsRegular() || st.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != op.Mode {
+			return fmt.Errorf("mode %v, want regular file %v", st.Mode, op.Mode)
+		}
+		got, err := fsys.ReadFile(op.Path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, op.Content) {
+			return fmt.Errorf("content differs from what was written (%d bytes, want %d)", len(got), len(op.Content))
+		}
+	case plan.Mkdir:
+		if !st.Mode.IsDir() || st.Mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != op.Mode {
+			return fmt.Errorf("mode %v, want directory %v", st.Mode, op.Mode)
+		}
+	case plan.Symlink:
+		if st.Mode&fs.ModeSymlink == 0 || st.Target != op.Target {
+			return fmt.Errorf("symlink to %q (mode %v), want symlink to %q", st.Target, st.Mode, op.Target)
+		}
+	}
+	return nil
+}
+
+func verifyFAT(fsys *fat32.FileSystem, op plan.Op) error {
+	switch op.Kind {
+	case plan.Remove:
+		if _, ok := fatExists(fsys, op.Path); ok {
+			return errors.New("still present after removal")
+		}
+	case plan.Mkdir:
+		fi, ok := fatExists(fsys, op.Path)
+		if !ok || !fi.IsDir() {
+			return errors.New("directory missing")
+		}
+	case plan.WriteFile:
+		fi, ok := fatExists(fsys, op.Path)
+		if !ok || fi.IsDir() {
+			return errors.New("file missing")
+		}
+		if len(op.Content) == 0 {
+			// go-diskfs cannot open an empty file that has no cluster
+			// (the correct form): "invalid start cluster: 0".
+			if fi.Size() != 0 {
+				return fmt.Errorf("%d bytes, want an empty file", fi.Size())
+			}
+			return nil
+		}
+		got, err := fsys.ReadFile(op.Path)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, op.Content) {
+			return fmt.Errorf("content differs from what was written (%d bytes, want %d)", len(got), len(op.Content))
+		}
+	case plan.EditCmdline:
+		got, err := fsys.ReadFile(op.Path)
+		if err != nil {
+			return err
+		}
+		line := string(got)
+		if strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n") {
+			return fmt.Errorf("not exactly one line: %q", line)
+		}
+		words := strings.Fields(line)
+		for _, w := range op.CmdlineSet {
+			if !contains(words, w) {
+				return fmt.Errorf("missing %q", w)
+			}
+		}
+		for _, r := range op.CmdlineRemove {
+			for _, w := range words {
+				if w == r || strings.HasPrefix(w, r+"=") {
+					return fmt.Errorf("still has %q", w)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,110 @@
+// Package output writes finished card images: sparse, to a temp file beside
+// the target, renamed into place only when complete.
+package output
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// chunk is the unit of the sparse copy: all-zero chunks become holes.
+const chunk = 1 << 20
+
+// Supported says whether path names a format Write can produce, and if not why.
+func Supported(path string) error {
+	lower := strings.ToLower(path)
+	for _, ext := range []string{".xz", ".zst", ".gz", ".zip"} {
+		if strings.HasSuffix(lower, ext) {
+			return fmt.Errorf("output %s: compressed outputs (%s) are not supported yet; write a .img and compress it", path, ext)
+		}
+	}
+	return nil
+}
+
+// Write copies size bytes of src to path: into a temp file in the same
+// directory, zero runs left as holes, synced, then renamed over path. On any
+// error or cancellation the temp file is removed and path is untouched.
+func Write(ctx context.Context, path string, src io.ReaderAt, size int64) (err error) {
+	if err := Supported(path); err != nil {
+		return err
+	}
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+".magibake-*.tmp")
+	if err != nil {
+		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	buf := make([]byte, chunk)
+	for off := int64(0); off < size; off += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(chunk, size-off))
+		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return fmt.Errorf("output %s: read image at %d: %w", path, off, err)
+		}
+		if allZero(buf[:n]) {
+			continue
+		}
+		if _, err := tmp.WriteAt(buf[:n], off); err != nil {
+			return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		}
+	}
+	if err := tmp.Truncate(size); err != nil {
+		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	return nil
+}
+
+// unwrapPath drops the temp file name from an *os.PathError: the user named
+// the output, not our temp file.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
