@@ -103,6 +103,11 @@ func decompress(ctx context.Context, f *os.File, path, tempDir string) (*Base, e
 	}
 	b := &Base{Path: path, Compressed: true, raw: tmp, temp: tmp.Name()}
 	size, err := copySparse(tmp, &ctxReader{ctx, zr})
+	if err == nil && !endsWithFooter(f) {
+		// ulikunitz/xz reports a stream cut right after its header as a
+		// clean, empty end; every complete stream ends with the footer magic.
+		err = io.ErrUnexpectedEOF
+	}
 	if err == nil {
 		// Drain what the xz reader left so trailing garbage and the final
 		// checks (index, stream footer) are seen, and hash the whole file.
@@ -129,21 +134,41 @@ func decompress(ctx context.Context, f *os.File, path, tempDir string) (*Base, e
 	return b, nil
 }
 
+// endsWithFooter reports whether the file ends with the xz stream footer
+// magic, allowing for stream padding (zero bytes) after it.
+func endsWithFooter(f *os.File) bool {
+	st, err := f.Stat()
+	if err != nil || st.Size() < 32 {
+		return false
+	}
+	tail := make([]byte, min(st.Size(), 4096))
+	if _, err := f.ReadAt(tail, st.Size()-int64(len(tail))); err != nil {
+		return false
+	}
+	tail = bytes.TrimRight(tail, "\x00")
+	return len(tail) == 0 || bytes.HasSuffix(tail, []byte("YZ"))
+}
+
 // copySparse copies r to f, seeking over all-zero chunks so they stay holes.
+// Only io.EOF ends the copy: a decoder's io.ErrUnexpectedEOF means truncation.
 func copySparse(f *os.File, r io.Reader) (int64, error) {
 	buf := make([]byte, 1<<20)
 	var off int64
 	for {
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if !allZero(buf[:n]) {
-				if _, werr := f.WriteAt(buf[:n], off); werr != nil {
-					return off, werr
-				}
-			}
-			off += int64(n)
+		n := 0
+		var err error
+		for n < len(buf) && err == nil {
+			var m int
+			m, err = r.Read(buf[n:])
+			n += m
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if n > 0 && !allZero(buf[:n]) {
+			if _, werr := f.WriteAt(buf[:n], off); werr != nil {
+				return off, werr
+			}
+		}
+		off += int64(n)
+		if err == io.EOF {
 			return off, nil
 		}
 		if err != nil {
