@@ -1,0 +1,226 @@
+// Package build runs the whole pipeline for the CLI: profiles -> plans ->
+// base image -> bake -> output files.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/magibake/magibake/internal/bake"
+	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/output"
+	"github.com/magibake/magibake/internal/overlay"
+	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/overlays"
+)
+
+// Sources says where profiles and overlays come from.
+type Sources struct {
+	Profiles string // directory; "" means the embedded default profiles
+	Overlays string // extra overlay directory layered over the embedded one; may be ""
+	Getenv   func(string) string
+}
+
+// Cluster loads and validates the profiles.
+func (s Sources) Cluster() (*profile.Cluster, error) {
+	opt := profile.Options{Getenv: s.Getenv}
+	if s.Profiles == "" {
+		return profile.Default(opt)
+	}
+	if st, err := os.Stat(s.Profiles); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("profiles %s: not a directory", s.Profiles)
+	}
+	return profile.LoadDir(s.Profiles, opt)
+}
+
+// Trees returns the overlay trees in the order they apply.
+func (s Sources) Trees() ([]overlay.Tree, error) {
+	trees := []overlay.Tree{{FS: overlays.FS, Display: "overlays (embedded)"}}
+	if s.Overlays != "" {
+		if st, err := os.Stat(s.Overlays); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("overlays %s: not a directory", s.Overlays)
+		}
+		trees = append(trees, overlay.Tree{FS: os.DirFS(s.Overlays), Display: s.Overlays})
+	}
+	return trees, nil
+}
+
+// Plan renders the plan for one node.
+func (s Sources) Plan(node string, mtime time.Time) (*plan.Plan, *profile.Cluster, error) {
+	c, err := s.Cluster()
+	if err != nil {
+		return nil, nil, err
+	}
+	trees, err := s.Trees()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := overlay.Render(c, node, trees, mtime)
+	return p, c, err
+}
+
+// MTime is the timestamp given to every baked file: SOURCE_DATE_EPOCH when
+// set (reproducible builds), else now.
+func MTime(getenv func(string) string) (time.Time, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if v := getenv("SOURCE_DATE_EPOCH"); v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || sec < 0 {
+			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", v)
+		}
+		return time.Unix(sec, 0).UTC(), nil
+	}
+	return time.Now().UTC().Truncate(time.Second), nil
+}
+
+// Options is one `magibake build` call.
+type Options struct {
+	Sources
+	Nodes   []string
+	Output  string // -o: one node's output file
+	OutDir  string // --out-dir: <node>.img in this directory
+	Base    string
+	Version string
+	Log     io.Writer // progress lines; nil discards
+}
+
+// Run bakes every node of o into its output file. Plans are rendered and
+// outputs checked before the base is touched, the base is decompressed once,
+// and each output appears only when complete.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = io.Discard
+	}
+	if len(o.Nodes) == 0 {
+		return errors.New("no node given: name one or more nodes of the profiles, e.g. `magibake build caspar`")
+	}
+	if o.Output != "" && o.OutDir != "" {
+		return errors.New("give -o FILE or --out-dir DIR, not both")
+	}
+	if o.Output != "" && len(o.Nodes) > 1 {
+		return fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes))
+	}
+	mtime, err := MTime(o.Getenv)
+	if err != nil {
+		return err
+	}
+	c, err := o.Cluster()
+	if err != nil {
+		return err
+	}
+	trees, err := o.Trees()
+	if err != nil {
+		return err
+	}
+	type job struct {
+		plan *plan.Plan
+		out  string
+	}
+	var jobs []job
+	seen := map[string]bool{}
+	for _, n := range o.Nodes {
+		if seen[n] {
+			return fmt.Errorf("node %s given twice", n)
+		}
+		seen[n] = true
+		p, err := overlay.Render(c, n, trees, mtime)
+		if err != nil {
+			return err
+		}
+		out := o.Output
+		if out == "" {
+			out = filepath.Join(o.OutDir, n+".img")
+		}
+		if err := checkOutput(out, o.Base); err != nil {
+			return err
+		}
+		jobs = append(jobs, job{p, out})
+	}
+	if o.Base == "" {
+		return noBase(c)
+	}
+	start := time.Now()
+	base, err := image.OpenBase(ctx, o.Base, filepath.Dir(jobs[0].out))
+	if err != nil {
+		return err
+	}
+	defer base.Close()
+	if pin := c.Base.SHA256; pin != "" && !strings.EqualFold(pin, base.SHA256) {
+		return fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, base.SHA256, pin)
+	}
+	layout, err := image.ReadLayout(base, base.Size())
+	if err != nil {
+		return fmt.Errorf("base %s: %w", o.Base, err)
+	}
+	if base.Compressed {
+		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, size(base.Size()), time.Since(start).Seconds())
+	}
+	info := bake.Info{Version: o.Version, ProfileDigest: c.Digest, BaseSHA256: base.SHA256}
+	for _, j := range jobs {
+		t := time.Now()
+		dev := image.NewDevice(base, base.Size())
+		if _, err := bake.Apply(ctx, dev, layout, j.plan, info); err != nil {
+			return fmt.Errorf("bake %s: %w", j.plan.Node, err)
+		}
+		if err := output.Write(ctx, j.out, dev, dev.Size()); err != nil {
+			return fmt.Errorf("bake %s: %w", j.plan.Node, err)
+		}
+		fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, size(dev.Size()), time.Since(t).Seconds())
+	}
+	return nil
+}
+
+func checkOutput(out, base string) error {
+	if err := output.Supported(out); err != nil {
+		return err
+	}
+	dir := filepath.Dir(out)
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return fmt.Errorf("output %s: directory %s does not exist", out, dir)
+	}
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return fmt.Errorf("output %s: is a directory", out)
+	}
+	if base != "" {
+		a, errA := os.Stat(out)
+		b, errB := os.Stat(base)
+		same := errA == nil && errB == nil && os.SameFile(a, b)
+		if absOut, err := filepath.Abs(out); err == nil {
+			if absBase, err := filepath.Abs(base); err == nil && absOut == absBase {
+				same = true
+			}
+		}
+		if same {
+			return fmt.Errorf("output %s: is the base image; the base is never overwritten, choose another output", out)
+		}
+	}
+	return nil
+}
+
+func noBase(c *profile.Cluster) error {
+	if c.Base.URL != "" {
+		return fmt.Errorf("no --base given: download %s (sha256 %s) and pass it with --base FILE", c.Base.URL, c.Base.SHA256)
+	}
+	return errors.New("no --base given: download Raspberry Pi OS Lite (64-bit) .img.xz from https://www.raspberrypi.com/software/operating-systems/ and pass it with --base FILE")
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	default:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+}

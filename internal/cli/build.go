@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/magibake/magibake/internal/build"
+)
+
+func newBuild() *cobra.Command {
+	var o build.Options
+	cmd := &cobra.Command{
+		Use:   "build NODE... [-o FILE | --out-dir DIR] [--base PATH]",
+		Short: "Bake the card image of one or more nodes",
+		Example: `  magibake build caspar -o caspar.img --base 2025-05-13-raspios-bookworm-arm64-lite.img.xz
+  magibake build caspar balthasar melchior --out-dir cards --base raspios.img.xz`,
+		Args: argsRule(cobra.MinimumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Nodes, o.Version, o.Log = args, Version, cmd.ErrOrStderr()
+			if o.Output == "" && o.OutDir == "" {
+				o.OutDir = "."
+			}
+			return build.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.Output, "output", "o", "", "output image file for a single node (.img)")
+	f.StringVar(&o.OutDir, "out-dir", "", "directory for NODE.img files (default: the current directory)")
+	f.StringVar(&o.Base, "base", "", "Raspberry Pi OS Lite image, .img or .img.xz (read only)")
+	sourceFlags(cmd, &o.Sources)
+	return cmd
+}
+
+func sourceFlags(cmd *cobra.Command, s *build.Sources) {
+	cmd.Flags().StringVar(&s.Profiles, "profiles", "", "profiles directory (default: the embedded example cluster)")
+	cmd.Flags().StringVar(&s.Overlays, "overlays", "", "extra overlay directory layered over the embedded overlays")
+}

@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/plan"
+)
+
+func newPlan() *cobra.Command {
+	var (
+		s   build.Sources
+		opt plan.PrintOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "plan NODE",
+		Short: "Print what build would write for a node, without touching any image",
+		Args:  argsRule(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mtime, err := build.MTime(nil)
+			if err != nil {
+				return err
+			}
+			p, _, err := s.Plan(args[0], mtime)
+			if err != nil {
+				return err
+			}
+			return plan.Print(cmd.OutOrStdout(), p, opt)
+		},
+	}
+	cmd.Flags().BoolVar(&opt.Content, "content", false, "also print the rendered text of every file")
+	cmd.Flags().BoolVar(&opt.ShowSecrets, "show-secrets", false, "print secret content instead of masking it")
+	sourceFlags(cmd, &s)
+	return cmd
+}

@@ -1,0 +1,366 @@
+// Package overlay renders the overlay trees for one node into a Plan.
+//
+// An overlay tree has one directory per role plus common/ (applied first).
+// Under each, boot/ mirrors the FAT boot partition and root/ the ext4 root
+// filesystem. Rules, one mechanism for every node:
+//   - NAME.tmpl is a text/template rendered with the node and cluster
+//     (missing keys are errors); other files are copied as they are;
+//   - template functions mode "0600", owner "user" (or "UID:GID"), secret
+//     and skip set the file's mode, owner, masking, or drop the file;
+//   - "@user@" in a path is the profile's user name;
+//   - NAME.symlink creates a symlink whose target is the file's text;
+//   - NAME.remove deletes NAME from the base;
+//   - .dir describes its own directory (mode/owner via the template functions);
+//   - cmdline.txt.edit edits the boot command line: "+word" sets, "-key" removes;
+//   - a systemd unit written under /etc/systemd/system is enabled the way
+//     systemctl enable would, from its [Install] WantedBy=/RequiredBy=.
+//
+// Later trees replace earlier ones path by path: embedded common, embedded
+// role, then the user's --overlays common and role.
+package overlay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/profile"
+)
+
+// UserUID is the uid (and gid) of the first user on Raspberry Pi OS: the
+// image's default user that userconf.txt renames, or cloud-init's first user.
+const UserUID = 1000
+
+// Tree is one overlay source: an fs.FS holding common/ and role directories,
+// and the name shown in messages ("overlays (embedded)" or the --overlays dir).
+type Tree struct {
+	FS      fs.FS
+	Display string
+}
+
+// Data is what templates see.
+type Data struct {
+	Node    *profile.Node
+	Cluster *profile.Cluster
+	Head    *profile.Node
+	Workers []profile.Node
+}
+
+// Render builds the Plan for node from the trees, in order.
+func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) (*plan.Plan, error) {
+	node, err := c.Node(nodeName)
+	if err != nil {
+		return nil, err
+	}
+	data := &Data{Node: node, Cluster: c, Head: c.HeadNode()}
+	for _, n := range c.Nodes {
+		if n.Role == profile.RoleWorker {
+			data.Workers = append(data.Workers, n)
+		}
+	}
+	ops := map[opKey]plan.Op{}
+	for _, t := range trees {
+		for _, dir := range []string{"common", string(node.Role)} {
+			if err := renderTree(t, dir, data, ops); err != nil {
+				return nil, err
+			}
+		}
+	}
+	enableUnits(ops)
+	p := &plan.Plan{Node: node.Hostname, MTime: mtime}
+	for _, op := range ops {
+		p.Ops = append(p.Ops, op)
+	}
+	sort.Slice(p.Ops, func(i, j int) bool {
+		a, b := p.Ops[i], p.Ops[j]
+		if a.Partition != b.Partition {
+			return a.Partition < b.Partition
+		}
+		return a.Path < b.Path
+	})
+	return p, nil
+}
+
+type opKey struct {
+	part plan.Partition
+	path string
+}
+
+func renderTree(t Tree, dir string, data *Data, ops map[opKey]plan.Op) error {
+	if _, err := fs.Stat(t.FS, dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return fs.WalkDir(t.FS, dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("overlay %s: %w", path.Join(t.Display, name), err)
+		}
+		display := path.Join(t.Display, name)
+		if d.Type()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("overlay %s: is a symlink on the host; use NAME.symlink files for symlinks in the image", display)
+		}
+		if d.IsDir() || d.Name() == ".keep" {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("overlay %s: not a regular file", display)
+		}
+		op, err := renderFile(t.FS, name, display, data)
+		if err != nil {
+			return err
+		}
+		if op != nil {
+			ops[opKey{op.Partition, op.Path}] = *op
+		}
+		return nil
+	})
+}
+
+// renderFile turns one overlay file into an operation, or nil when skipped.
+func renderFile(fsys fs.FS, name, display string, data *Data) (*plan.Op, error) {
+	raw, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil, fmt.Errorf("overlay %s: %w", display, err)
+	}
+	// name is ROLE/PART/rest...
+	parts := strings.SplitN(name, "/", 3)
+	if len(parts) < 3 || (parts[1] != "boot" && parts[1] != "root") {
+		return nil, fmt.Errorf("overlay %s: files go under boot/ (FAT boot partition) or root/ (ext4 root)", display)
+	}
+	op := &plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Mode: 0o644, Source: display}
+	if parts[1] == "boot" {
+		op.Partition = plan.Boot
+	}
+	rel := parts[2]
+	content := raw
+	if strings.HasSuffix(rel, ".tmpl") {
+		rel = strings.TrimSuffix(rel, ".tmpl")
+		var attrs fileAttrs
+		content, err = execute(display, raw, data, &attrs)
+		if err != nil {
+			return nil, err
+		}
+		if attrs.skip {
+			return nil, nil
+		}
+		if attrs.mode != nil {
+			op.Mode = *attrs.mode
+		}
+		op.UID, op.GID, op.Secret = attrs.uid, attrs.gid, attrs.secret
+	}
+	if strings.Contains(rel, "@user@") {
+		if data.Cluster.User.Name == "" {
+			return nil, fmt.Errorf("overlay %s: path uses @user@ but the profile has no user name", display)
+		}
+		rel = strings.ReplaceAll(rel, "@user@", data.Cluster.User.Name)
+	}
+	target := "/" + rel
+	if path.Clean(target) != target || strings.Contains(rel, "..") {
+		return nil, fmt.Errorf("overlay %s: path %q is not clean", display, target)
+	}
+	base := path.Base(target)
+	switch {
+	case base == ".dir":
+		op.Kind, op.Path, op.Content = plan.Mkdir, path.Dir(target), nil
+		if op.Mode == 0o644 {
+			op.Mode = 0o755
+		}
+		if op.Path == "/" {
+			return nil, fmt.Errorf("overlay %s: the partition root cannot be changed", display)
+		}
+	case strings.HasSuffix(base, ".symlink"):
+		op.Kind, op.Path = plan.Symlink, strings.TrimSuffix(target, ".symlink")
+		op.Target, op.Content, op.Mode = strings.TrimSpace(string(content)), nil, 0o777
+		if op.Target == "" || strings.ContainsAny(op.Target, "\n\x00") {
+			return nil, fmt.Errorf("overlay %s: a .symlink file holds one target path", display)
+		}
+	case strings.HasSuffix(base, ".remove"):
+		op.Kind, op.Path, op.Content, op.Mode = plan.Remove, strings.TrimSuffix(target, ".remove"), nil, 0
+	case strings.HasSuffix(base, ".edit"):
+		op.Kind, op.Path, op.Content, op.Mode = plan.EditCmdline, strings.TrimSuffix(target, ".edit"), nil, 0
+		if op.Partition != plan.Boot || op.Path != "/cmdline.txt" {
+			return nil, fmt.Errorf("overlay %s: only boot/cmdline.txt can be edited", display)
+		}
+		for i, line := range strings.Split(string(content), "\n") {
+			line = strings.TrimSpace(line)
+			switch {
+			case line == "":
+			case strings.HasPrefix(line, "+") && len(line) > 1 && !strings.ContainsAny(line[1:], " \t"):
+				op.CmdlineSet = append(op.CmdlineSet, line[1:])
+			case strings.HasPrefix(line, "-") && len(line) > 1 && !strings.ContainsAny(line[1:], " \t="):
+				op.CmdlineRemove = append(op.CmdlineRemove, line[1:])
+			default:
+				return nil, fmt.Errorf("overlay %s: line %d of the rendered edit: want \"+word\" or \"-key\", got %q", display, i+1, line)
+			}
+		}
+		if len(op.CmdlineSet)+len(op.CmdlineRemove) == 0 {
+			return nil, nil
+		}
+	default:
+		op.Path, op.Content = target, content
+	}
+	return op, nil
+}
+
+type fileAttrs struct {
+	mode     *fs.FileMode
+	uid, gid uint32
+	secret   bool
+	skip     bool
+}
+
+func execute(display string, raw []byte, data *Data, attrs *fileAttrs) ([]byte, error) {
+	funcs := template.FuncMap{
+		"mode": func(s string) (string, error) {
+			v, err := strconv.ParseUint(s, 8, 32)
+			if err != nil || v > 0o7777 {
+				return "", fmt.Errorf("mode %q: want octal like \"0644\"", s)
+			}
+			m := fs.FileMode(v & 0o777)
+			if v&0o4000 != 0 {
+				m |= fs.ModeSetuid
+			}
+			if v&0o2000 != 0 {
+				m |= fs.ModeSetgid
+			}
+			if v&0o1000 != 0 {
+				m |= fs.ModeSticky
+			}
+			attrs.mode = &m
+			return "", nil
+		},
+		"owner": func(s string) (string, error) {
+			if s == "user" {
+				attrs.uid, attrs.gid = UserUID, UserUID
+				return "", nil
+			}
+			u, g, ok := strings.Cut(s, ":")
+			uid, err1 := strconv.ParseUint(u, 10, 32)
+			gid, err2 := strconv.ParseUint(g, 10, 32)
+			if !ok || err1 != nil || err2 != nil {
+				return "", fmt.Errorf("owner %q: want \"user\" or \"UID:GID\"", s)
+			}
+			attrs.uid, attrs.gid = uint32(uid), uint32(gid)
+			return "", nil
+		},
+		"secret":    func() string { attrs.secret = true; return "" },
+		"skip":      func() string { attrs.skip = true; return "" },
+		"netmask":   netmask,
+		"broadcast": broadcast,
+		"join":      join,
+	}
+	tmpl, err := template.New(display).Option("missingkey=error").Funcs(funcs).Parse(string(raw))
+	if err != nil {
+		return nil, fmt.Errorf("overlay %w", err)
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, data); err != nil {
+		return nil, fmt.Errorf("overlay %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+func netmask(p netip.Prefix) string {
+	b := p.Masked().Addr().As4()
+	bits := p.Bits()
+	for i := range b {
+		switch {
+		case bits >= 8:
+			b[i], bits = 255, bits-8
+		default:
+			b[i], bits = byte(0xff<<(8-bits)), 0
+		}
+	}
+	return netip.AddrFrom4(b).String()
+}
+
+func broadcast(p netip.Prefix) string {
+	b := p.Masked().Addr().As4()
+	host := 32 - p.Bits()
+	for i := 3; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		b[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	return netip.AddrFrom4(b).String()
+}
+
+func join(list any, sep string) (string, error) {
+	switch l := list.(type) {
+	case []netip.Addr:
+		s := make([]string, len(l))
+		for i, a := range l {
+			s[i] = a.String()
+		}
+		return strings.Join(s, sep), nil
+	case []string:
+		return strings.Join(l, sep), nil
+	}
+	return "", fmt.Errorf("join: cannot join %T", list)
+}
+
+// enableUnits adds the symlinks `systemctl enable` would create for units the
+// overlays write into /etc/systemd/system.
+func enableUnits(ops map[opKey]plan.Op) {
+	var add []plan.Op
+	for k, op := range ops {
+		if k.part != plan.Root || op.Kind != plan.WriteFile || path.Dir(op.Path) != "/etc/systemd/system" {
+			continue
+		}
+		unit := path.Base(op.Path)
+		for _, target := range installTargets(op.Content) {
+			for _, w := range target.units {
+				add = append(add, plan.Op{
+					Partition: plan.Root, Kind: plan.Symlink, Mode: 0o777,
+					Path:   path.Join("/etc/systemd/system", w+target.suffix, unit),
+					Target: op.Path, Source: op.Source + " [Install]",
+				})
+			}
+		}
+	}
+	for _, op := range add {
+		k := opKey{op.Partition, op.Path}
+		if _, exists := ops[k]; !exists {
+			ops[k] = op
+		}
+	}
+}
+
+type install struct {
+	suffix string
+	units  []string
+}
+
+func installTargets(unit []byte) []install {
+	var wants, requires []string
+	section := ""
+	for _, line := range strings.Split(string(unit), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = line
+			continue
+		}
+		if section != "[Install]" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "WantedBy":
+			wants = append(wants, strings.Fields(v)...)
+		case "RequiredBy":
+			requires = append(requires, strings.Fields(v)...)
+		}
+	}
+	return []install{{".wants", wants}, {".requires", requires}}
+}
