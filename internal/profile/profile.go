@@ -1,0 +1,275 @@
+// Package profile loads and validates a cluster profile: one cluster.yaml plus
+// one <hostname>.yaml per node. Secrets are read from environment variables
+// or files named in the profile, so a profile can be committed safely.
+package profile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/magibake/magibake/profiles"
+)
+
+// Role is what a node does in the cluster.
+type Role string
+
+const (
+	// RoleHead serves DHCP on the cluster network and routes it to the uplink.
+	RoleHead Role = "head"
+	// RoleWorker takes its address from the head.
+	RoleWorker Role = "worker"
+)
+
+// Cluster is a loaded, validated profile with every default applied and every
+// secret resolved.
+type Cluster struct {
+	Name, Domain       string
+	Subnet             netip.Prefix // masked
+	Head               netip.Prefix // head address with the subnet's prefix length, e.g. 10.3.50.1/24
+	DHCPStart, DHCPEnd netip.Addr
+	DNS                []netip.Addr
+	DefaultLease       int // seconds
+	MaxLease           int // seconds
+	Uplink             string
+	HomeNetwork        netip.Prefix // zero (IsValid()==false) when absent
+	WiFi               *WiFi        // nil when absent
+	User               User
+	Base               Base
+	Nodes              []Node // head first, then workers sorted by hostname
+	// Digest is the hex sha256 over the raw profile files (sorted by name,
+	// each "name\x00bytes\x00"); secrets given via env or file are not in it.
+	Digest string
+}
+
+// WiFi is the head's uplink network.
+type WiFi struct {
+	SSID, Passphrase, Country string // Country is upper case
+	Hidden                    bool
+}
+
+// User is the login account created on every node.
+type User struct {
+	Name, PasswordHash string
+	SSHKeys            []string // one authorized_keys line each
+	PasswordLogin      bool
+}
+
+// Base names the Raspberry Pi OS image to start from; both empty when absent.
+type Base struct {
+	URL, SHA256 string // SHA256 is lower-case hex
+}
+
+// Node is one machine of the cluster.
+type Node struct {
+	Hostname string
+	Role     Role
+	MAC      net.HardwareAddr // nil when absent
+	Address  netip.Addr       // head: Head.Addr(); worker: fixed address or zero
+	Source   string           // display path of its file
+}
+
+// Options says where secrets referenced by a profile are read from.
+type Options struct {
+	// Getenv looks up {env: NAME} values; nil means os.Getenv.
+	Getenv func(string) string
+	// FileBase is the directory relative {file: PATH} values are read from; "" means ".".
+	FileBase string
+}
+
+// Error is one problem in a profile, located at a file and line.
+type Error struct {
+	File  string
+	Line  int // 0 when the problem has no single line
+	Field string
+	Msg   string
+}
+
+// Error formats the problem as "FILE:LINE: FIELD: MSG" on one line.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	if e.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Node returns the node with the given hostname.
+func (c *Cluster) Node(name string) (*Node, error) {
+	names := make([]string, len(c.Nodes))
+	for i := range c.Nodes {
+		if c.Nodes[i].Hostname == name {
+			return &c.Nodes[i], nil
+		}
+		names[i] = c.Nodes[i].Hostname
+	}
+	return nil, fmt.Errorf("unknown node %q (profiles: %s)", name, strings.Join(names, ", "))
+}
+
+// HeadNode returns the head node; a loaded cluster always has exactly one.
+func (c *Cluster) HeadNode() *Node {
+	for i := range c.Nodes {
+		if c.Nodes[i].Role == RoleHead {
+			return &c.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// SecretValues returns the non-empty secrets of the cluster, so callers can
+// check that none of them ends up in logs, plans or manifests.
+func (c *Cluster) SecretValues() []string {
+	var s []string
+	if c.WiFi != nil && c.WiFi.Passphrase != "" {
+		s = append(s, c.WiFi.Passphrase)
+	}
+	if c.User.PasswordHash != "" {
+		s = append(s, c.User.PasswordHash)
+	}
+	return s
+}
+
+// Default loads the profile embedded in the binary.
+func Default(opt Options) (*Cluster, error) {
+	return Load(profiles.FS, "profiles (embedded)", opt)
+}
+
+// LoadDir loads the profile in dir; relative file references are read
+// relative to dir unless opt.FileBase says otherwise.
+func LoadDir(dir string, opt Options) (*Cluster, error) {
+	if opt.FileBase == "" {
+		opt.FileBase = dir
+	}
+	return Load(os.DirFS(dir), dir, opt)
+}
+
+// clusterFile is the one file of a profile directory that is not a node.
+const clusterFile = "cluster.yaml"
+
+// Load reads cluster.yaml and every other *.yaml file (one node each) from
+// the top of fsys. display names the directory in error messages. All
+// problems found are returned together, joined, each an *Error.
+func Load(fsys fs.FS, display string, opt Options) (*Cluster, error) {
+	if opt.Getenv == nil {
+		opt.Getenv = os.Getenv
+	}
+	if opt.FileBase == "" {
+		opt.FileBase = "."
+	}
+	dirErr := func(msg string) error {
+		return errors.Join(&Error{File: display, Msg: msg})
+	}
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, dirErr(fmt.Sprintf("read profile directory: %v", err))
+	}
+	files := map[string][]byte{}
+	var names []string // sorted, as fs.ReadDir returns them
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		b, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, dirErr(fmt.Sprintf("read %s: %v", e.Name(), err))
+		}
+		files[e.Name()] = b
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+
+	l := &loader{display: display, opt: opt}
+	c := &Cluster{Digest: digest(names, files)}
+	raw, ok := files[clusterFile]
+	if !ok {
+		l.errs = append(l.errs, &Error{File: l.path(clusterFile), Msg: "missing: a profile directory needs cluster.yaml and one <hostname>.yaml per node"})
+	} else {
+		l.cluster(c, raw)
+	}
+	var nodes []parsedNode
+	nodeFiles, roleKnown := 0, true
+	for _, name := range names {
+		if name == clusterFile {
+			continue
+		}
+		nodeFiles++
+		n, ok := l.node(name, files[name])
+		if ok {
+			nodes = append(nodes, n)
+		}
+		roleKnown = roleKnown && ok && n.Role != ""
+	}
+	l.nodes(c, nodes, nodeFiles, roleKnown)
+	if len(l.errs) > 0 {
+		// Checks across files report late; list problems file by file, in
+		// the order the files were read, then by line.
+		rank := map[string]int{l.path(clusterFile): -1}
+		for i, name := range names {
+			if name != clusterFile {
+				rank[l.path(name)] = i
+			}
+		}
+		fileRank := func(e error) (int, int) {
+			pe, ok := e.(*Error)
+			if !ok {
+				return len(names), 0
+			}
+			r, ok := rank[pe.File]
+			if !ok {
+				r = len(names)
+			}
+			return r, pe.Line
+		}
+		sort.SliceStable(l.errs, func(i, j int) bool {
+			ri, li := fileRank(l.errs[i])
+			rj, lj := fileRank(l.errs[j])
+			return ri < rj || (ri == rj && li < lj)
+		})
+		return nil, errors.Join(l.errs...)
+	}
+	return c, nil
+}
+
+// digest hashes the raw files, which hold references to secrets but never
+// the secrets themselves.
+func digest(names []string, files map[string][]byte) string {
+	h := sha256.New()
+	for _, name := range names {
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write(files[name])
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// loader collects the problems of one Load.
+type loader struct {
+	display string
+	opt     Options
+	errs    []error
+}
+
+func (l *loader) path(name string) string {
+	if l.display == "" {
+		return name
+	}
+	return filepath.Join(l.display, name)
+}

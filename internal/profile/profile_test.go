@@ -1,0 +1,640 @@
+package profile
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+// Public keys with well-formed blobs (random key material).
+const (
+	keyA   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7"
+	keyB   = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID4j6BYAOVlKM4lPZWThsTSLvXoAiNQsSstz7q7VnACd"
+	keyRSA = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAABQDBI0Vn"
+	hash   = "$y$j9T$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
+	sum    = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+// validCluster is a complete cluster.yaml; the test cases below refer to its
+// line numbers, so keep them stable.
+const validCluster = `name: magi
+domain: cluster
+subnet: 10.3.50.0/24
+head_address: 10.3.50.1/24
+dhcp:
+  range: [10.3.50.10, 10.3.50.20]
+  dns: [8.8.8.8, 8.8.4.4]
+  default_lease_time: 600
+  max_lease_time: 7200
+uplink: wlan0
+home_network: 192.168.0.0/24
+wifi:
+  ssid: home
+  passphrase: correct horse
+  country: gb
+  hidden: false
+user:
+  name: pi
+  password_hash: ` + hash + `
+  ssh_authorized_keys: [` + keyA + ` me@laptop]
+  password_login: false
+base:
+  url: https://downloads.raspberrypi.com/raspios_lite_arm64/images/x.img.xz
+  sha256: ` + sum + `
+`
+
+func validFiles() map[string]string {
+	return map[string]string{
+		"cluster.yaml":   validCluster,
+		"caspar.yaml":    "hostname: caspar\nrole: head\nmac: dc:a6:32:01:02:03\n",
+		"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:04\naddress: 10.3.50.2\n",
+		"melchior.yaml":  "hostname: melchior\nrole: worker\n",
+	}
+}
+
+// writeDir writes files into a new temporary directory; an empty content
+// leaves the file out.
+func writeDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if content == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// edit returns the valid files with cluster.yaml rewritten by the old, new
+// pairs in sub and the files in override replacing (or, when empty,
+// removing) the defaults.
+func edit(t *testing.T, sub []string, override map[string]string) map[string]string {
+	t.Helper()
+	files := validFiles()
+	for i := 0; i+1 < len(sub); i += 2 {
+		if !strings.Contains(files["cluster.yaml"], sub[i]) {
+			t.Fatalf("cluster.yaml has no %q", sub[i])
+		}
+		files["cluster.yaml"] = strings.Replace(files["cluster.yaml"], sub[i], sub[i+1], 1)
+	}
+	for name, content := range override {
+		files[name] = content
+	}
+	return files
+}
+
+func noEnv(string) string { return "" }
+
+// problems splits a Load error into its *Error values, failing the test on
+// anything else.
+func problems(t *testing.T, err error) []*Error {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	var out []*Error
+	for _, e := range list {
+		pe, ok := e.(*Error)
+		if !ok {
+			t.Fatalf("problem %v is a %T, want *profile.Error", e, e)
+		}
+		if strings.Contains(pe.Error(), "\n") {
+			t.Errorf("problem spans several lines: %q", pe.Error())
+		}
+		out = append(out, pe)
+	}
+	return out
+}
+
+func TestValidProfile(t *testing.T) {
+	dir := writeDir(t, validFiles())
+	c, err := LoadDir(dir, Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, c)
+	if c.WiFi == nil || c.WiFi.Country != "GB" {
+		t.Errorf("WiFi = %+v, want country stored upper case", c.WiFi)
+	}
+	if got := c.HomeNetwork; got != netip.MustParsePrefix("192.168.0.0/24") {
+		t.Errorf("HomeNetwork = %v", got)
+	}
+	if c.User.SSHKeys[0] != keyA+" me@laptop" || c.User.PasswordLogin {
+		t.Errorf("User = %+v", c.User)
+	}
+	if c.Base != (Base{URL: "https://downloads.raspberrypi.com/raspios_lite_arm64/images/x.img.xz", SHA256: sum}) {
+		t.Errorf("Base = %+v", c.Base)
+	}
+	b, err := c.Node("balthasar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Address != netip.MustParseAddr("10.3.50.2") || b.MAC.String() != "dc:a6:32:01:02:04" || b.Source != filepath.Join(dir, "balthasar.yaml") {
+		t.Errorf("balthasar = %+v", b)
+	}
+	if got := c.SecretValues(); !reflect.DeepEqual(got, []string{"correct horse", hash}) {
+		t.Errorf("SecretValues = %q", got)
+	}
+}
+
+func TestDefault(t *testing.T) {
+	env := map[string]string{
+		"MAGIBAKE_WIFI_SSID":       "magi-uplink",
+		"MAGIBAKE_WIFI_PASSPHRASE": "not a real passphrase",
+		"MAGIBAKE_WIFI_COUNTRY":    "de",
+		"MAGIBAKE_USER":            "nerv",
+		"MAGIBAKE_PASSWORD_HASH":   hash,
+		"MAGIBAKE_SSH_KEYS":        keyA + " a@host\n\n# old laptop\n" + keyRSA + "\n",
+	}
+	c, err := Default(Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const src = "profiles (embedded)/"
+	want := &Cluster{
+		Name:         "magi",
+		Domain:       "cluster",
+		Subnet:       netip.MustParsePrefix("10.3.50.0/24"),
+		Head:         netip.MustParsePrefix("10.3.50.1/24"),
+		DHCPStart:    netip.MustParseAddr("10.3.50.10"),
+		DHCPEnd:      netip.MustParseAddr("10.3.50.20"),
+		DNS:          []netip.Addr{netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("8.8.4.4")},
+		DefaultLease: 600,
+		MaxLease:     7200,
+		Uplink:       "wlan0",
+		WiFi:         &WiFi{SSID: "magi-uplink", Passphrase: "not a real passphrase", Country: "DE"},
+		User:         User{Name: "nerv", PasswordHash: hash, SSHKeys: []string{keyA + " a@host", keyRSA}},
+		Nodes: []Node{
+			{Hostname: "caspar", Role: RoleHead, Address: netip.MustParseAddr("10.3.50.1"), Source: src + "caspar.yaml"},
+			{Hostname: "balthasar", Role: RoleWorker, Source: src + "balthasar.yaml"},
+			{Hostname: "melchior", Role: RoleWorker, Source: src + "melchior.yaml"},
+		},
+		Digest: c.Digest,
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Default =\n%+v\nwant\n%+v", c, want)
+	}
+	checkInvariants(t, c)
+	if len(c.Digest) != 64 {
+		t.Errorf("Digest = %q, want 64 hex digits", c.Digest)
+	}
+	if h := c.HeadNode(); h == nil || h.Hostname != "caspar" {
+		t.Errorf("HeadNode = %+v", h)
+	}
+	if _, err := c.Node("foo"); err == nil || err.Error() != `unknown node "foo" (profiles: caspar, balthasar, melchior)` {
+		t.Errorf("Node(foo) error = %v", err)
+	}
+
+	// Secrets come from the environment, so they do not change the digest.
+	env["MAGIBAKE_WIFI_PASSPHRASE"] = "another passphrase"
+	delete(env, "MAGIBAKE_PASSWORD_HASH")
+	c2, err := Default(Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Digest != c.Digest {
+		t.Errorf("digest changed with the secrets")
+	}
+	if c2.User.PasswordHash != "" || c2.User.PasswordLogin {
+		t.Errorf("without a hash: User = %+v, want no password and no password login", c2.User)
+	}
+}
+
+func TestDigest(t *testing.T) {
+	files := validFiles()
+	a, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(fstest.MapFS{
+		"cluster.yaml":   {Data: []byte(files["cluster.yaml"])},
+		"caspar.yaml":    {Data: []byte(files["caspar.yaml"])},
+		"balthasar.yaml": {Data: []byte(files["balthasar.yaml"])},
+		"melchior.yaml":  {Data: []byte(files["melchior.yaml"])},
+		"README.md":      {Data: []byte("not a profile")},
+	}, "elsewhere", Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest != b.Digest {
+		t.Errorf("same files, different digests")
+	}
+	files["melchior.yaml"] += "# a comment\n"
+	c, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Digest == a.Digest {
+		t.Errorf("digest did not change with a file")
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{File: "p/cluster.yaml", Line: 7, Field: "dhcp.rangee", Msg: "unknown key"}, "p/cluster.yaml:7: dhcp.rangee: unknown key"},
+		{Error{File: "p", Field: "role", Msg: "no head"}, "p: role: no head"},
+		{Error{File: "p/x.yaml", Line: 2, Msg: "YAML: bad"}, "p/x.yaml:2: YAML: bad"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestProblems checks that each problem is reported once, at the right
+// place. where is FILE:LINE: FIELD relative to the profile directory ("" for
+// the directory itself).
+func TestProblems(t *testing.T) {
+	node := func(name, body string) map[string]string { return map[string]string{name: body} }
+	for _, tc := range []struct {
+		name     string
+		sub      []string
+		override map[string]string
+		where    string
+		msg      string
+	}{
+		// Strict YAML.
+		{name: "unknown key", sub: []string{"  dns:", "  rangee: x\n  dns:"}, where: "cluster.yaml:7: dhcp.rangee", msg: "unknown key"},
+		{name: "unknown top-level key", sub: []string{"uplink:", "uplinks: eth1\nuplink:"}, where: "cluster.yaml:10: uplinks", msg: "unknown key"},
+		{name: "unknown node key", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nip: 10.3.50.3\n"), where: "melchior.yaml:3: ip", msg: "unknown key"},
+		{name: "wrong type", sub: []string{"subnet: 10.3.50.0/24", "subnet: x"}, where: "cluster.yaml:3: subnet", msg: `want an IPv4 prefix like 10.3.50.0/24, got "x"`},
+		{name: "wrong type list", sub: []string{"subnet: 10.3.50.0/24", "subnet: [10.3.50.0/24]"}, where: "cluster.yaml:3: subnet", msg: "got a list"},
+		{name: "wrong type nested", sub: []string{"default_lease_time: 600", "default_lease_time: ten minutes"}, where: "cluster.yaml:8: dhcp.default_lease_time", msg: `want a whole number of seconds, got "ten minutes"`},
+		{name: "wrong type nested bool", sub: []string{"hidden: false", "hidden: maybe"}, where: "cluster.yaml:16: wifi.hidden", msg: "want true or false"},
+		{name: "wrong type section", sub: []string{"dhcp:\n  range: [10.3.50.10, 10.3.50.20]\n  dns: [8.8.8.8, 8.8.4.4]\n  default_lease_time: 600\n  max_lease_time: 7200\n", "dhcp: 5\n"}, where: "cluster.yaml:5: dhcp", msg: `want a mapping, got "5"`},
+		{name: "wrong type in value", sub: []string{"ssid: home", "ssid: [home]"}, where: "cluster.yaml:13: wifi.ssid", msg: "want a string, {env: NAME} or {file: PATH}, got a list"},
+		{name: "duplicate key", sub: []string{"uplink: wlan0", "uplink: wlan0\nuplink: eth1"}, where: "cluster.yaml:11: uplink", msg: "given twice (first on line 10)"},
+		{name: "syntax error", sub: []string{"domain: cluster", "domain: [cluster"}, where: "cluster.yaml:2", msg: "YAML: "},
+		{name: "syntax error on line 1", sub: []string{"name: magi", "name: [magi"}, where: "cluster.yaml:2", msg: "YAML: did not find expected ',' or ']'"},
+		{name: "syntax error in block", sub: []string{"  ssid: home", "  ssid: home\n - x"}, where: "cluster.yaml:14", msg: "YAML: "},
+		{name: "tab indentation", sub: []string{"  ssid: home", "\tssid: home"}, where: "cluster.yaml:13", msg: "YAML: "},
+		{name: "two documents", override: node("melchior.yaml", "hostname: melchior\nrole: worker\n---\nhostname: x\n"), where: "melchior.yaml:3", msg: "more than one YAML document"},
+		{name: "empty node file", override: node("melchior.yaml", "# nothing yet\n"), where: "melchior.yaml", msg: "empty file"},
+		{name: "not a mapping", override: node("melchior.yaml", "- melchior\n"), where: "melchior.yaml:1", msg: "want a mapping, got a list"},
+		{name: "missing key", sub: []string{"uplink: wlan0\n", ""}, where: "cluster.yaml:1: uplink", msg: "missing"},
+		{name: "missing nested key", sub: []string{"  dns: [8.8.8.8, 8.8.4.4]\n", ""}, where: "cluster.yaml:5: dhcp.dns", msg: "missing"},
+		{name: "empty value", sub: []string{"uplink: wlan0", "uplink:"}, where: "cluster.yaml:10: uplink", msg: "no value given"},
+		{name: "missing cluster.yaml", override: map[string]string{"cluster.yaml": ""}, where: "cluster.yaml", msg: "missing"},
+		{name: "value with env and file", sub: []string{"ssid: home", "ssid: {env: A, file: b}"}, where: "cluster.yaml:13: wifi.ssid", msg: "exactly one of env: NAME or file: PATH"},
+		{name: "value with unknown key", sub: []string{"ssid: home", "ssid: {environment: A}"}, where: "cluster.yaml:13: wifi.ssid", msg: `unknown key "environment"`},
+
+		// Addresses.
+		{name: "subnet host bits", sub: []string{"subnet: 10.3.50.0/24", "subnet: 10.3.50.7/24"}, where: "cluster.yaml:3: subnet", msg: "want the network address 10.3.50.0/24"},
+		{name: "subnet IPv6", sub: []string{"subnet: 10.3.50.0/24", "subnet: fd00::/64"}, where: "cluster.yaml:3: subnet", msg: "want an IPv4 prefix"},
+		{name: "head outside subnet", sub: []string{"head_address: 10.3.50.1/24", "head_address: 10.3.51.1/24"}, where: "cluster.yaml:4: head_address", msg: "10.3.51.1 is outside the subnet 10.3.50.0/24"},
+		{name: "head without prefix length", sub: []string{"head_address: 10.3.50.1/24", "head_address: 10.3.50.1"}, where: "cluster.yaml:4: head_address", msg: "10.3.50.1 needs a prefix length, e.g. 10.3.50.1/24: without it the kernel adds no route for the subnet"},
+		{name: "head prefix length differs", sub: []string{"head_address: 10.3.50.1/24", "head_address: 10.3.50.1/16"}, where: "cluster.yaml:4: head_address", msg: "prefix length /16 differs from the subnet's /24"},
+		{name: "head network address", sub: []string{"head_address: 10.3.50.1/24", "head_address: 10.3.50.0/24"}, where: "cluster.yaml:4: head_address", msg: "network address"},
+		{name: "head broadcast address", sub: []string{"head_address: 10.3.50.1/24", "head_address: 10.3.50.255/24"}, where: "cluster.yaml:4: head_address", msg: "broadcast address"},
+		{name: "head not an address", sub: []string{"head_address: 10.3.50.1/24", "head_address: caspar"}, where: "cluster.yaml:4: head_address", msg: `want an IPv4 address with prefix length like 10.3.50.1/24, got "caspar"`},
+		{name: "range outside subnet", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: [10.3.50.10, 10.3.51.20]"}, where: "cluster.yaml:6: dhcp.range[1]", msg: "outside the subnet"},
+		{name: "range contains head", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: [10.3.50.1, 10.3.50.20]"}, where: "cluster.yaml:6: dhcp.range", msg: "contains the head address 10.3.50.1"},
+		{name: "range reversed", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: [10.3.50.20, 10.3.50.10]"}, where: "cluster.yaml:6: dhcp.range", msg: "reversed"},
+		{name: "range of one", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: [10.3.50.10]"}, where: "cluster.yaml:6: dhcp.range", msg: "got 1"},
+		{name: "range of three", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: [10.3.50.10, 10.3.50.15, 10.3.50.20]"}, where: "cluster.yaml:6: dhcp.range", msg: "got 3"},
+		{name: "range not addresses", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: 10.3.50.10-10.3.50.20"}, where: "cluster.yaml:6: dhcp.range", msg: "want a list of two addresses"},
+		{name: "range bad address", sub: []string{"range: [10.3.50.10, 10.3.50.20]", "range: [10.3.50.10, 10.3.50.300]"}, where: "cluster.yaml:6: dhcp.range[1]", msg: `want an IPv4 address, got "10.3.50.300"`},
+		{name: "dns IPv6", sub: []string{"dns: [8.8.8.8, 8.8.4.4]", "dns: [8.8.8.8, 2001:4860:4860::8888]"}, where: "cluster.yaml:7: dhcp.dns[1]", msg: "want an IPv4 address"},
+		{name: "dns name", sub: []string{"dns: [8.8.8.8, 8.8.4.4]", "dns:\n  - dns.google"}, where: "cluster.yaml:8: dhcp.dns[0]", msg: `got "dns.google"`},
+		{name: "dns empty", sub: []string{"dns: [8.8.8.8, 8.8.4.4]", "dns: []"}, where: "cluster.yaml:7: dhcp.dns", msg: "at least one"},
+		{name: "home network overlaps", sub: []string{"home_network: 192.168.0.0/24", "home_network: 10.3.0.0/16"}, where: "cluster.yaml:11: home_network", msg: "overlaps the cluster subnet"},
+		{name: "lease zero", sub: []string{"default_lease_time: 600", "default_lease_time: 0"}, where: "cluster.yaml:8: dhcp.default_lease_time", msg: "positive"},
+		{name: "lease negative", sub: []string{"max_lease_time: 7200", "max_lease_time: -1"}, where: "cluster.yaml:9: dhcp.max_lease_time", msg: "positive"},
+		{name: "default lease above max", sub: []string{"default_lease_time: 600", "default_lease_time: 9000"}, where: "cluster.yaml:8: dhcp.default_lease_time", msg: "9000 seconds is more than max_lease_time (7200)"},
+		{name: "default lease above implied max", sub: []string{"default_lease_time: 600", "default_lease_time: 9000", "  max_lease_time: 7200\n", ""}, where: "cluster.yaml:8: dhcp.default_lease_time", msg: "more than max_lease_time (7200)"},
+		{name: "uplink slash", sub: []string{"uplink: wlan0", "uplink: wlan0/1"}, where: "cluster.yaml:10: uplink", msg: "want a network interface name"},
+		{name: "uplink too long", sub: []string{"uplink: wlan0", "uplink: wlx0123456789abcd"}, where: "cluster.yaml:10: uplink", msg: "1-15 characters"},
+		{name: "uplink space", sub: []string{"uplink: wlan0", "uplink: 'wlan 0'"}, where: "cluster.yaml:10: uplink", msg: "want a network interface name"},
+		{name: "domain upper case", sub: []string{"domain: cluster", "domain: Cluster"}, where: "cluster.yaml:2: domain", msg: "want a DNS domain"},
+
+		// Nodes.
+		{name: "duplicate hostname", override: node("zeruel.yaml", "hostname: melchior\nrole: worker\n"), where: "zeruel.yaml:1: hostname", msg: "melchior is also the hostname in "},
+		{name: "hostname upper case", override: node("melchior.yaml", "hostname: Melchior\nrole: worker\n"), where: "melchior.yaml:1: hostname", msg: "lower-case"},
+		{name: "hostname leading dash", override: node("melchior.yaml", "hostname: -melchior\nrole: worker\n"), where: "melchior.yaml:1: hostname", msg: "not starting or ending with '-'"},
+		{name: "hostname too long", override: node("melchior.yaml", "hostname: "+strings.Repeat("m", 64)+"\nrole: worker\n"), where: "melchior.yaml:1: hostname", msg: "1-63"},
+		{name: "hostname underscore", override: node("melchior.yaml", "hostname: mel_chior\nrole: worker\n"), where: "melchior.yaml:1: hostname", msg: "lower-case letters, digits and '-'"},
+		{name: "hostname not file name", override: node("melchior.yaml", "hostname: melchior2\nrole: worker\n"), where: "melchior.yaml:1: hostname", msg: `"melchior2" does not match the file name melchior.yaml`},
+		{name: "missing hostname", override: node("melchior.yaml", "role: worker\n"), where: "melchior.yaml:1: hostname", msg: "missing"},
+		{name: "unknown role", override: node("melchior.yaml", "hostname: melchior\nrole: boss\n"), where: "melchior.yaml:2: role", msg: `unknown role "boss"; want head or worker`},
+		{name: "no head", override: node("caspar.yaml", "hostname: caspar\nrole: worker\n"), where: ": role", msg: "no node has role: head"},
+		{name: "two heads", override: node("melchior.yaml", "hostname: melchior\nrole: head\n"), where: "melchior.yaml:2: role", msg: "a second head: caspar"},
+		{name: "no nodes", override: map[string]string{"caspar.yaml": "", "balthasar.yaml": "", "melchior.yaml": ""}, where: "", msg: "no nodes"},
+		{name: "MAC short", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02\n"), where: "melchior.yaml:3: mac", msg: "want a MAC address like dc:a6:32:01:02:03"},
+		{name: "MAC eight octets", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:03:04:05\n"), where: "melchior.yaml:3: mac", msg: "want a MAC address"},
+		{name: "MAC multicast", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: 01:00:5e:00:00:01\n"), where: "melchior.yaml:3: mac", msg: "multicast"},
+		{name: "MAC broadcast", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: ff:ff:ff:ff:ff:ff\n"), where: "melchior.yaml:3: mac", msg: "multicast"},
+		{name: "MAC zero", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: 00:00:00:00:00:00\n"), where: "melchior.yaml:3: mac", msg: "not a real MAC"},
+		{name: "duplicate MAC", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: DC:A6:32:01:02:03\n"), where: "melchior.yaml:3: mac", msg: "dc:a6:32:01:02:03 is also the MAC of caspar"},
+		{name: "duplicate address", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.2\n"), where: "melchior.yaml:4: address", msg: "10.3.50.2 is also the address of balthasar"},
+		{name: "address without MAC", override: node("melchior.yaml", "hostname: melchior\nrole: worker\naddress: 10.3.50.3\n"), where: "melchior.yaml:3: address", msg: "needs mac"},
+		{name: "address outside subnet", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.51.3\n"), where: "melchior.yaml:4: address", msg: "outside the subnet"},
+		{name: "address is head", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.1\n"), where: "melchior.yaml:4: address", msg: "the head's address"},
+		{name: "address network", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.0\n"), where: "melchior.yaml:4: address", msg: "network address"},
+		{name: "address broadcast", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.255\n"), where: "melchior.yaml:4: address", msg: "broadcast address"},
+		{name: "address in DHCP range", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.15\n"), where: "melchior.yaml:4: address", msg: "inside the DHCP range 10.3.50.10-10.3.50.20"},
+		{name: "address with prefix", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.3/24\n"), where: "melchior.yaml:4: address", msg: "without a prefix length"},
+		{name: "head address differs", override: node("caspar.yaml", "hostname: caspar\nrole: head\naddress: 10.3.50.5\n"), where: "caspar.yaml:3: address", msg: "differs from head_address"},
+
+		// Wi-Fi.
+		{name: "SSID empty", sub: []string{"ssid: home", "ssid: ''"}, where: "cluster.yaml:13: wifi.ssid", msg: "want 1-32 bytes, got 0"},
+		{name: "SSID long", sub: []string{"ssid: home", "ssid: " + strings.Repeat("s", 33)}, where: "cluster.yaml:13: wifi.ssid", msg: "want 1-32 bytes, got 33"},
+		{name: "passphrase short", sub: []string{"passphrase: correct horse", "passphrase: short"}, where: "cluster.yaml:14: wifi.passphrase", msg: "got 5 characters"},
+		{name: "passphrase long", sub: []string{"passphrase: correct horse", "passphrase: " + strings.Repeat("p", 64)}, where: "cluster.yaml:14: wifi.passphrase", msg: "got 64 characters"},
+		{name: "passphrase not ASCII", sub: []string{"passphrase: correct horse", "passphrase: correct horsé"}, where: "cluster.yaml:14: wifi.passphrase", msg: "outside printable ASCII"},
+		{name: "country three letters", sub: []string{"country: gb", "country: GBR"}, where: "cluster.yaml:15: wifi.country", msg: `want a two-letter country code like GB or DE, got "GBR"`},
+		{name: "country digits", sub: []string{"country: gb", "country: '44'"}, where: "cluster.yaml:15: wifi.country", msg: "two-letter"},
+		{name: "wifi missing passphrase", sub: []string{"  passphrase: correct horse\n", ""}, where: "cluster.yaml:12: wifi.passphrase", msg: "missing"},
+
+		// User.
+		{name: "user name upper case", sub: []string{"name: pi", "name: Pi"}, where: "cluster.yaml:18: user.name", msg: "want a Linux user name"},
+		{name: "user name root", sub: []string{"name: pi", "name: root"}, where: "cluster.yaml:18: user.name", msg: "root cannot be the login user"},
+		{name: "user name too long", sub: []string{"name: pi", "name: " + strings.Repeat("u", 33)}, where: "cluster.yaml:18: user.name", msg: "want a Linux user name"},
+		{name: "user name digit", sub: []string{"name: pi", "name: '1pi'"}, where: "cluster.yaml:18: user.name", msg: "want a Linux user name"},
+		{name: "password in clear", sub: []string{"password_hash: " + hash, "password_hash: hunter2"}, where: "cluster.yaml:19: user.password_hash", msg: "want a crypt hash starting with '$'"},
+		{name: "password hash with colon", sub: []string{"password_hash: " + hash, "password_hash: '$6$a:b'"}, where: "cluster.yaml:19: user.password_hash", msg: "no ':'"},
+		{name: "SSH key unknown type", sub: []string{keyA, "ssh-dss AAAAB3NzaC1kc3M="}, where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: `unknown SSH key type "ssh-dss"`},
+		{name: "SSH key options", sub: []string{keyA, `no-pty ` + keyA}, where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: "unknown SSH key type"},
+		{name: "SSH key no data", sub: []string{keyA + " me@laptop", "ssh-ed25519"}, where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: "want an SSH public key like"},
+		{name: "SSH key bad base64", sub: []string{keyA, "ssh-ed25519 AAAA!!!!"}, where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: "not valid base64"},
+		{name: "SSH key wrong blob", sub: []string{keyA, "ssh-rsa " + strings.Fields(keyA)[1]}, where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: "not a ssh-rsa key"},
+		{name: "SSH keys not a list", sub: []string{"ssh_authorized_keys: [" + keyA + " me@laptop]", "ssh_authorized_keys: " + keyA}, where: "cluster.yaml:20: user.ssh_authorized_keys", msg: "want a list of SSH public keys"},
+		{name: "no way to log in", sub: []string{"  password_hash: " + hash + "\n", "", "  ssh_authorized_keys: [" + keyA + " me@laptop]\n", ""}, where: "cluster.yaml:17: user", msg: "no way to log in"},
+		{name: "password login without hash", sub: []string{"  password_hash: " + hash + "\n", "", "password_login: false", "password_login: true"}, where: "cluster.yaml:20: user.password_login", msg: "true needs a password_hash"},
+
+		// Base image.
+		{name: "sha256 short", sub: []string{"sha256: " + sum, "sha256: abc"}, where: "cluster.yaml:24: base.sha256", msg: `want 64 hex digits, got "abc"`},
+		{name: "sha256 not hex", sub: []string{"sha256: " + sum, "sha256: " + strings.Repeat("g", 64)}, where: "cluster.yaml:24: base.sha256", msg: "want 64 hex digits"},
+		{name: "base URL", sub: []string{"url: https://", "url: ftp://"}, where: "cluster.yaml:23: base.url", msg: "want an https://"},
+		{name: "base without sha256", sub: []string{"  sha256: " + sum + "\n", ""}, where: "cluster.yaml:22: base.sha256", msg: "missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeDir(t, edit(t, tc.sub, tc.override))
+			_, err := LoadDir(dir, Options{Getenv: noEnv})
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			ps := problems(t, err)
+			want := dir
+			if tc.where != "" {
+				want = filepath.Join(dir, tc.where)
+				if strings.HasPrefix(tc.where, ":") {
+					want = dir + tc.where
+				}
+			}
+			want += ": "
+			found := false
+			for _, p := range ps {
+				if s := p.Error(); strings.HasPrefix(s, want) && strings.Contains(s[len(want):], tc.msg) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no problem %q...%q in:\n%v", want, tc.msg, err)
+			}
+			// Duplicate hostnames need a second file, which is misnamed.
+			if wantN := 1 + strings.Count(tc.name, "duplicate hostname"); len(ps) != wantN {
+				t.Errorf("%d problems, want %d:\n%v", len(ps), wantN, err)
+			}
+		})
+	}
+}
+
+func TestSecretsNotInErrors(t *testing.T) {
+	secret := "\x01secret\x01passphrase"
+	files := edit(t, []string{"passphrase: correct horse", "passphrase: {env: PSK}", "password_hash: " + hash, "password_hash: {file: hash}"}, nil)
+	files["hash"] = "not-a-crypt-secret\n"
+	dir := writeDir(t, files)
+	_, err := LoadDir(dir, Options{Getenv: func(string) string { return secret }})
+	if err == nil {
+		t.Fatal("loaded without error")
+	}
+	if len(problems(t, err)) != 2 || strings.Contains(err.Error(), "secret") {
+		t.Errorf("want two problems that do not quote the secrets, got:\n%v", err)
+	}
+}
+
+func TestValues(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.WriteFile(filepath.Join(home, "psk"), []byte("from the home dir\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SSID": "env-ssid", "KEYS": keyB + " b@host"}
+	getenv := func(k string) string { return env[k] }
+	keyFile := "# laptop\n" + keyA + " a@laptop\n\n   \n# retired\n" + keyRSA + " rsa@old\r\n"
+
+	for _, tc := range []struct {
+		name  string
+		sub   []string
+		files map[string]string // extra files in the profile dir
+		check func(t *testing.T, c *Cluster)
+		where string // when set, the load must fail here
+		msg   string
+	}{
+		{
+			name: "env",
+			sub:  []string{"ssid: home", "ssid: {env: SSID}"},
+			check: func(t *testing.T, c *Cluster) {
+				if c.WiFi.SSID != "env-ssid" {
+					t.Errorf("SSID = %q", c.WiFi.SSID)
+				}
+			},
+		},
+		{
+			name:  "relative file",
+			sub:   []string{"passphrase: correct horse", "passphrase: {file: secrets/psk}"},
+			files: map[string]string{"secrets/psk": "from a file\n\n"},
+			check: func(t *testing.T, c *Cluster) {
+				if c.WiFi.Passphrase != "from a file" {
+					t.Errorf("Passphrase = %q, want the trailing newlines trimmed", c.WiFi.Passphrase)
+				}
+			},
+		},
+		{
+			name: "home file",
+			sub:  []string{"passphrase: correct horse", "passphrase: {file: ~/psk}"},
+			check: func(t *testing.T, c *Cluster) {
+				if c.WiFi.Passphrase != "from the home dir" {
+					t.Errorf("Passphrase = %q", c.WiFi.Passphrase)
+				}
+			},
+		},
+		{
+			name:  "multi-line key file and env",
+			sub:   []string{"[" + keyA + " me@laptop]", "[{file: keys.pub}, {env: KEYS}, " + keyB + " literal]"},
+			files: map[string]string{"keys.pub": keyFile},
+			check: func(t *testing.T, c *Cluster) {
+				want := []string{keyA + " a@laptop", keyRSA + " rsa@old", keyB + " b@host", keyB + " literal"}
+				if !reflect.DeepEqual(c.User.SSHKeys, want) {
+					t.Errorf("SSHKeys = %q, want %q", c.User.SSHKeys, want)
+				}
+			},
+		},
+		{
+			name: "optional env unset",
+			sub:  []string{"password_hash: " + hash, "password_hash: {env: HASH, optional: true}"},
+			check: func(t *testing.T, c *Cluster) {
+				if c.User.PasswordHash != "" || len(c.User.SSHKeys) != 1 {
+					t.Errorf("User = %+v", c.User)
+				}
+			},
+		},
+		{
+			name:  "bad line in key file",
+			sub:   []string{"[" + keyA + " me@laptop]", "[{file: keys.pub}]"},
+			files: map[string]string{"keys.pub": keyA + "\nssh-ed25519\n"},
+			where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: "line 2: want an SSH public key",
+		},
+		{
+			name:  "unset env",
+			sub:   []string{"ssid: home", "ssid: {env: MISSING_SSID}"},
+			where: "cluster.yaml:13: wifi.ssid", msg: "environment variable MISSING_SSID is not set",
+		},
+		{
+			name:  "missing file",
+			sub:   []string{"passphrase: correct horse", "passphrase: {file: secrets/nope}"},
+			where: "cluster.yaml:14: wifi.passphrase", msg: "file secrets/nope: open ",
+		},
+		{
+			name:  "file is a directory",
+			sub:   []string{"passphrase: correct horse", "passphrase: {file: secrets}"},
+			files: map[string]string{"secrets/psk": "x"},
+			where: "cluster.yaml:14: wifi.passphrase", msg: "not a regular file",
+		},
+		{
+			name:  "optional but required",
+			sub:   []string{"name: pi", "name: {env: WHO, optional: true}"},
+			where: "cluster.yaml:18: user.name", msg: "required, but $WHO is empty or missing",
+		},
+		{
+			name:  "no way to log in with empty optionals",
+			sub:   []string{"password_hash: " + hash, "password_hash: {env: HASH, optional: true}", "[" + keyA + " me@laptop]", "[{file: none.pub, optional: true}]"},
+			where: "cluster.yaml:17: user", msg: "($HASH, none.pub: empty or missing)",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := edit(t, tc.sub, nil)
+			dir := writeDir(t, files)
+			for name, content := range tc.files {
+				p := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c, err := LoadDir(dir, Options{Getenv: getenv})
+			if tc.where == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, c)
+				return
+			}
+			ps := problems(t, err)
+			want := filepath.Join(dir, tc.where) + ": "
+			if len(ps) != 1 || !strings.HasPrefix(ps[0].Error(), want) || !strings.Contains(ps[0].Error(), tc.msg) {
+				t.Errorf("want one problem %q...%q, got:\n%v", want, tc.msg, err)
+			}
+		})
+	}
+}
+
+// TestFileBase checks that Load reads relative files from FileBase, not
+// from the (possibly virtual) profile file system.
+func TestFileBase(t *testing.T) {
+	base := t.TempDir()
+	if err := os.WriteFile(filepath.Join(base, "psk"), []byte("from FileBase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for name, content := range edit(t, []string{"passphrase: correct horse", "passphrase: {file: psk}"}, nil) {
+		fsys[name] = &fstest.MapFile{Data: []byte(content)}
+	}
+	c, err := Load(fsys, "mine", Options{Getenv: noEnv, FileBase: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WiFi.Passphrase != "from FileBase" {
+		t.Errorf("Passphrase = %q", c.WiFi.Passphrase)
+	}
+}
+
+func TestManyProblems(t *testing.T) {
+	files := edit(t, []string{
+		"subnet: 10.3.50.0/24", "subnet: 10.3.50.0/33",
+		"  dns:", "  rangee: x\n  dns:",
+		"passphrase: correct horse", "passphrase: {env: NOPE}",
+	}, map[string]string{
+		"melchior.yaml":  "hostname: melchior\nrole: boss\nmac: nope\n",
+		"balthasar.yaml": "hostname: balthasar\nrole: worker\naddress: 10.3.50.2\n",
+	})
+	dir := writeDir(t, files)
+	_, err := LoadDir(dir, Options{Getenv: noEnv})
+	ps := problems(t, err)
+	var got []string
+	for _, p := range ps {
+		got = append(got, strings.TrimPrefix(p.Error(), dir+string(filepath.Separator)))
+	}
+	want := []string{
+		`cluster.yaml:3: subnet: want an IPv4 prefix like 10.3.50.0/24, got "10.3.50.0/33"`,
+		"cluster.yaml:7: dhcp.rangee: unknown key",
+		"cluster.yaml:15: wifi.passphrase: environment variable NOPE is not set",
+		"balthasar.yaml:3: address: a fixed address needs mac: dhcpd hands fixed addresses out by MAC address",
+		`melchior.yaml:2: role: unknown role "boss"; want head or worker`,
+		`melchior.yaml:3: mac: want a MAC address like dc:a6:32:01:02:03, got "nope"`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestNodeOrderAndLookup(t *testing.T) {
+	files := validFiles()
+	files["adam.yaml"] = "hostname: adam\nrole: worker\n"
+	c, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range c.Nodes {
+		names = append(names, n.Hostname)
+	}
+	if want := []string{"caspar", "adam", "balthasar", "melchior"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("nodes = %q, want head first, then workers by name %q", names, want)
+	}
+	n, err := c.Node("caspar")
+	if err != nil || n != c.HeadNode() || n.Address != c.Head.Addr() || !reflect.DeepEqual(n.MAC, net.HardwareAddr{0xdc, 0xa6, 0x32, 1, 2, 3}) {
+		t.Errorf("Node(caspar) = %+v, %v", n, err)
+	}
+	if _, err := c.Node("Caspar"); err == nil {
+		t.Error("Node is case-insensitive")
+	}
+}
+
+func TestLoadDirMissing(t *testing.T) {
+	_, err := LoadDir(filepath.Join(t.TempDir(), "nope"), Options{})
+	var pe *Error
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "read profile directory") {
+		t.Errorf("err = %v, want a *profile.Error about the directory", err)
+	}
+}
