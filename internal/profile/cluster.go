@@ -54,7 +54,11 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 			}
 			headNode = resolve(v)
 			if a, ok := parseIPv4(s); ok {
-				d.fail(v, f, "%s needs a prefix length, e.g. %s/24: without it the kernel adds no route for the subnet", a, a)
+				bits := 24
+				if c.Subnet.IsValid() {
+					bits = c.Subnet.Bits()
+				}
+				d.fail(v, f, "%s needs a prefix length, e.g. %s/%d: without it the kernel adds no route for the subnet", a, a, bits)
 				return
 			}
 			p, err := netip.ParsePrefix(s)

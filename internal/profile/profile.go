@@ -1,6 +1,3 @@
-// Package profile loads and validates a cluster profile: one cluster.yaml plus
-// one <hostname>.yaml per node. Secrets are read from environment variables
-// or files named in the profile, so a profile can be committed safely.
 package profile
 
 import (
