@@ -177,6 +177,7 @@ func TestDefault(t *testing.T) {
 		DefaultLease: 600,
 		MaxLease:     7200,
 		Uplink:       "wlan0",
+		HomeNetwork:  netip.MustParsePrefix("192.168.0.0/24"),
 		WiFi:         &WiFi{SSID: "magi-uplink", Passphrase: "not a real passphrase", Country: "DE"},
 		User:         User{Name: "nerv", PasswordHash: hash, SSHKeys: []string{keyA + " a@host", keyRSA}},
 		Nodes: []Node{
