@@ -13,19 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/plan"
 )
 
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: run `apt-get install -y e2fsprogs dosfstools mtools fdisk` (or `make tools`)", tool)
-		}
-	}
-}
+func need(t *testing.T, tools ...string) { t.Helper(); fixture.RequireTools(t, tools...) }
 
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -152,7 +146,9 @@ func TestApplyToSmallCard(t *testing.T) {
 	if fileSum(t, disk) != before {
 		t.Fatal("the base image changed")
 	}
-	checkCard(t, out, p)
+	card := fixture.OpenCard(t, out)
+	card.Fsck(t)
+	card.CheckPlan(t, p)
 
 	// Everything outside the two partitions' changed blocks is the base's.
 	a, _ := os.ReadFile(disk)
@@ -160,106 +156,4 @@ func TestApplyToSmallCard(t *testing.T) {
 	if !bytes.Equal(a[:bootStart], b[:bootStart]) {
 		t.Error("partition table / gap before p1 changed")
 	}
-}
-
-// checkCard runs the real consumers over a baked card: e2fsck, fsck.fat,
-// debugfs and mtools must accept it and read back every plan entry.
-func checkCard(t *testing.T, img string, p *plan.Plan) {
-	t.Helper()
-	fsckExt4(t, img)
-	fsckFAT(t, img)
-	for _, op := range p.Ops {
-		switch {
-		case op.Partition == plan.Root && op.Kind == plan.WriteFile:
-			got := debugfs(t, img, "cat "+op.Path)
-			if got != string(op.Content) {
-				t.Errorf("%s: debugfs reads %q, want %q", op.Path, trunc(got), trunc(string(op.Content)))
-			}
-			st := debugfs(t, img, "stat "+op.Path)
-			wantMode := "Mode:  0" + strings.TrimLeft(plan.OctalMode(op.Mode), "0")
-			if !strings.Contains(st, wantMode) || !strings.Contains(st, fmt.Sprintf("User: %5d   Group: %5d", op.UID, op.GID)) {
-				t.Errorf("%s: want %s owner %d:%d, debugfs stat:\n%s", op.Path, wantMode, op.UID, op.GID, trunc(st))
-			}
-		case op.Partition == plan.Root && op.Kind == plan.Mkdir:
-			st := debugfs(t, img, "stat "+op.Path)
-			if !strings.Contains(st, "Type: directory") || !strings.Contains(st, "Mode:  0"+strings.TrimLeft(plan.OctalMode(op.Mode), "0")) {
-				t.Errorf("%s: want directory %s:\n%s", op.Path, plan.OctalMode(op.Mode), trunc(st))
-			}
-		case op.Partition == plan.Root && op.Kind == plan.Symlink:
-			st := debugfs(t, img, "stat "+op.Path)
-			if !strings.Contains(st, "Type: symlink") || !strings.Contains(st, `Fast link dest: "`+op.Target+`"`) {
-				t.Errorf("%s: want symlink to %s:\n%s", op.Path, op.Target, trunc(st))
-			}
-		case op.Partition == plan.Root && op.Kind == plan.Remove:
-			if st := debugfs(t, img, "stat "+op.Path); !strings.Contains(st, "File not found") {
-				t.Errorf("%s: still present:\n%s", op.Path, trunc(st))
-			}
-		case op.Partition == plan.Boot && op.Kind == plan.WriteFile:
-			if got := mtype(t, img, op.Path); got != string(op.Content) {
-				t.Errorf("boot %s: mtype reads %q, want %q", op.Path, trunc(got), trunc(string(op.Content)))
-			}
-		case op.Partition == plan.Boot && op.Kind == plan.EditCmdline:
-			got := mtype(t, img, op.Path)
-			if strings.Count(got, "\n") != 1 || !strings.HasSuffix(got, "\n") {
-				t.Errorf("cmdline.txt is not one line: %q", got)
-			}
-			for _, w := range op.CmdlineSet {
-				if !strings.Contains(got, " "+w) {
-					t.Errorf("cmdline.txt lacks %q: %q", w, got)
-				}
-			}
-			if !strings.Contains(got, "init=/usr/lib/raspberrypi-sys-mods/firstboot") {
-				t.Errorf("cmdline.txt lost the first-boot word: %q", got)
-			}
-		}
-	}
-}
-
-func trunc(s string) string {
-	if len(s) > 300 {
-		return s[:300] + "..."
-	}
-	return s
-}
-
-func rootSpec(img string) string { return fmt.Sprintf("%s?offset=%d", img, rootStart) }
-
-func fsckExt4(t *testing.T, img string) {
-	t.Helper()
-	out, err := exec.Command("e2fsck", "-fn", rootSpec(img)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("e2fsck -fn on the root partition: %v\n%s", err, out)
-	}
-}
-
-func fsckFAT(t *testing.T, img string) {
-	t.Helper()
-	part := filepath.Join(t.TempDir(), "p1.fat")
-	run(t, "dd", "if="+img, "of="+part, "bs=1M", fmt.Sprintf("skip=%d", bootStart>>20), fmt.Sprintf("count=%d", bootSize>>20), "conv=sparse", "status=none")
-	out, err := exec.Command("fsck.fat", "-n", part).CombinedOutput()
-	if err != nil {
-		t.Fatalf("fsck.fat -n on the boot partition: %v\n%s", err, out)
-	}
-}
-
-// debugfs runs one request; stat's "File not found" goes to stderr, so it is
-// included, after the banner line (also stderr) is dropped.
-func debugfs(t *testing.T, img, req string) string {
-	t.Helper()
-	cmd := exec.Command("debugfs", "-R", req, rootSpec(img))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if _, rest, ok := strings.Cut(stderr.String(), "\n"); ok {
-		out = append(out, rest...)
-	}
-	if err != nil {
-		t.Fatalf("debugfs -R %q: %v", req, err)
-	}
-	return string(out)
-}
-
-func mtype(t *testing.T, img, p string) string {
-	t.Helper()
-	return run(t, "mtype", "-i", fmt.Sprintf("%s@@%d", img, bootStart), "::"+p)
 }
