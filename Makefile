@@ -1,0 +1,55 @@
+# magibake: `make demo` bakes the example cluster offline, `make test` runs
+# every test (the command CI runs). Both install the disk tools they need with
+# apt-get when run as root, or stop and print the apt-get line otherwise.
+
+GO            ?= go
+APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils fdisk iptables systemd openssh-client
+TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz sfdisk iptables-restore systemd-analyze ssh-keygen
+export PATH   := $(PATH):/usr/sbin:/sbin
+
+DEMO          := demo
+DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase \
+                 MAGIBAKE_WIFI_COUNTRY=GB MAGIBAKE_USER=pi \
+                 MAGIBAKE_PASSWORD_HASH='$$6$$demosalt$$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1'
+
+.PHONY: all build test demo tools fixture clean print-apt-packages
+
+all: build
+
+build:
+	$(GO) build -o bin/magibake ./cmd/magibake
+
+# The whole suite; .ci/run calls exactly this.
+test: tools
+	$(GO) vet ./...
+	$(GO) test -timeout 45m ./...
+
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "missing tools:$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
+	else \
+		echo "install them with:"; echo "  sudo apt-get install -y $(APT_PACKAGES)"; exit 1; \
+	fi
+
+print-apt-packages:
+	@echo $(APT_PACKAGES)
+
+# A Pi-OS-shaped base built offline (about a minute), then the three cards.
+demo: tools
+	@mkdir -p $(DEMO)/out
+	@[ -f $(DEMO)/base.img.xz ] || scripts/make-fixture-image $(DEMO)/base.img
+	@[ -f $(DEMO)/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C magibake-demo -f $(DEMO)/id_ed25519
+	$(DEMO_ENV) MAGIBAKE_SSH_KEYS="$$(cat $(DEMO)/id_ed25519.pub)" \
+		$(GO) run ./cmd/magibake build caspar balthasar melchior --base $(DEMO)/base.img.xz --out-dir $(DEMO)/out
+	@echo
+	@echo "Cards in $(DEMO)/out (demo login: pi / raspberry, or ssh -i $(DEMO)/id_ed25519)."
+	@echo "Flash one with: sudo dd if=$(DEMO)/out/caspar.img of=/dev/sdX bs=4M conv=fsync status=progress"
+
+fixture:
+	scripts/make-fixture-image $(DEMO)/base.img
+
+clean:
+	rm -rf bin $(DEMO)
