@@ -3,8 +3,8 @@
 # apt-get when run as root, or stop and print the apt-get line otherwise.
 
 GO            ?= go
-APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils fdisk iptables systemd openssh-client
-TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz sfdisk iptables-restore systemd-analyze ssh-keygen
+APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils fdisk iptables systemd openssh-client shellcheck
+TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz sfdisk iptables-restore systemd-analyze ssh-keygen shellcheck
 export PATH   := $(PATH):/usr/sbin:/sbin
 
 DEMO          := demo

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -33,11 +34,18 @@ func getenv(k string) string { return env[k] }
 
 func sum(t *testing.T, p string) [32]byte {
 	t.Helper()
-	b, err := os.ReadFile(p)
+	f, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sha256.Sum256(b)
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	var s [32]byte
+	copy(s[:], h.Sum(nil))
+	return s
 }
 
 // TestBuildCluster bakes the three nodes from each fixture variant in one

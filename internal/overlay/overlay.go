@@ -7,7 +7,8 @@
 //     (missing keys are errors); other files are copied as they are;
 //   - template functions mode "0600", owner "user" (or "UID:GID"), secret
 //     and skip set the file's mode, owner, masking, or drop the file;
-//   - "@user@" in a path is the profile's user name;
+//   - "@user@" in a path is the profile's user name, and %XX escapes are
+//     decoded (":" cannot be in a Go module's file names; write %3A);
 //   - NAME.symlink creates a symlink whose target is the file's text;
 //   - NAME.remove deletes NAME from the base;
 //   - .dir describes its own directory (mode/owner via the template functions);
@@ -156,6 +157,9 @@ func renderFile(fsys fs.FS, name, display string, data *Data) (*plan.Op, error) 
 		}
 		op.UID, op.GID, op.Secret = attrs.uid, attrs.gid, attrs.secret
 	}
+	if rel, err = decodePath(rel); err != nil {
+		return nil, fmt.Errorf("overlay %s: bad %%XX escape in the name: %w", display, err)
+	}
 	if strings.Contains(rel, "@user@") {
 		if data.Cluster.User.Name == "" {
 			return nil, fmt.Errorf("overlay %s: path uses @user@ but the profile has no user name", display)
@@ -256,6 +260,9 @@ func execute(display string, raw []byte, data *Data, attrs *fileAttrs) ([]byte, 
 		"netmask":   netmask,
 		"broadcast": broadcast,
 		"join":      join,
+		"wpapsk":    wpaPSK,
+		"ssid":      keyfileSSID,
+		"uuid":      stableUUID,
 	}
 	tmpl, err := template.New(display).Option("missingkey=error").Funcs(funcs).Parse(string(raw))
 	if err != nil {

@@ -1,0 +1,279 @@
+package overlay
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/overlays"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+var testEnv = map[string]string{
+	"MAGIBAKE_WIFI_SSID":       "home-wifi",
+	"MAGIBAKE_WIFI_PASSPHRASE": "correct horse battery",
+	"MAGIBAKE_WIFI_COUNTRY":    "GB",
+	"MAGIBAKE_USER":            "pi",
+	"MAGIBAKE_PASSWORD_HASH":   "$6$demosalt$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1",
+	"MAGIBAKE_SSH_KEYS":        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7 owner@laptop",
+}
+
+var mtime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func defaultCluster(t *testing.T) *profile.Cluster {
+	t.Helper()
+	c, err := profile.Default(profile.Options{Getenv: func(k string) string { return testEnv[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func render(t *testing.T, c *profile.Cluster, node string) *plan.Plan {
+	t.Helper()
+	p, err := Render(c, node, []Tree{{FS: overlays.FS, Display: "overlays"}}, mtime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestGolden renders each node of the default profiles; a change to any
+// rendered file shows up as a diff of testdata/NODE.plan (go test -update).
+func TestGolden(t *testing.T) {
+	c := defaultCluster(t)
+	for _, n := range c.Nodes {
+		t.Run(n.Hostname, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := plan.Print(&buf, render(t, c, n.Hostname), plan.PrintOptions{Content: true, ShowSecrets: true}); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", n.Hostname+".plan")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/overlay -update to create it)", err)
+			}
+			if !bytes.Equal(buf.Bytes(), want) {
+				t.Errorf("plan for %s differs from %s (review, then go test ./internal/overlay -update):\n%s", n.Hostname, golden, firstDiff(buf.String(), string(want)))
+			}
+		})
+	}
+}
+
+func firstDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var a, b string
+		if i < len(g) {
+			a = g[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d:\n got: %q\nwant: %q", i+1, a, b)
+		}
+	}
+	return ""
+}
+
+// tree writes a plan's root-partition files into a directory.
+func tree(t *testing.T, p *plan.Plan) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, op := range p.Ops {
+		if op.Partition != plan.Root {
+			continue
+		}
+		dst := filepath.Join(dir, op.Path)
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		switch op.Kind {
+		case plan.WriteFile:
+			if err := os.WriteFile(dst, op.Content, op.Mode.Perm()); err != nil {
+				t.Fatal(err)
+			}
+		case plan.Symlink:
+			os.Symlink(op.Target, dst)
+		}
+	}
+	return dir
+}
+
+func find(t *testing.T, p *plan.Plan, part plan.Partition, path string) plan.Op {
+	t.Helper()
+	for _, op := range p.Ops {
+		if op.Partition == part && op.Path == path {
+			return op
+		}
+	}
+	t.Fatalf("plan for %s has no %s %s", p.Node, part, path)
+	return plan.Op{}
+}
+
+// TestHeadFilesAcceptedByConsumers runs the real programs over caspar's files.
+func TestHeadFilesAcceptedByConsumers(t *testing.T) {
+	fixture.RequireTools(t, "dhcpd", "iptables-restore", "systemd-analyze", "shellcheck")
+	c := defaultCluster(t)
+	p := render(t, c, "caspar")
+	dir := tree(t, p)
+
+	out, err := exec.Command("dhcpd", "-t", "-cf", filepath.Join(dir, "etc/dhcp/dhcpd.conf")).CombinedOutput()
+	if err != nil {
+		t.Errorf("dhcpd -t: %v\n%s", err, out)
+	}
+	rules := filepath.Join(dir, "etc/magibake/iptables.rules")
+	if out, err := exec.Command("iptables-restore", "--test", rules).CombinedOutput(); err != nil {
+		t.Errorf("iptables-restore --test: %v\n%s", err, out)
+	}
+	text := string(find(t, p, plan.Root, "/etc/magibake/iptables.rules").Content)
+	for _, rule := range []string{
+		"-A POSTROUTING -s 10.3.50.0/24 -o wlan0 -j MASQUERADE",
+		"-A FORWARD -i wlan0 -o eth0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+		"-A FORWARD -i eth0 -o wlan0 -j ACCEPT",
+	} {
+		if strings.Count(text, rule) != 1 {
+			t.Errorf("iptables.rules has %q %d times, want once", rule, strings.Count(text, rule))
+		}
+	}
+
+	// systemd-analyze verify inside the baked tree, with systemd's own units
+	// and the programs the units run present there.
+	copyTree(t, "/usr/lib/systemd/system", filepath.Join(dir, "usr/lib/systemd/system"))
+	for _, bin := range []string{"/usr/sbin/iptables-restore", "/usr/sbin/dhcpd"} {
+		copyFile(t, bin, filepath.Join(dir, bin))
+	}
+	// A stand-in for the unit systemd generates from isc-dhcp-server's init
+	// script, so that magibake's drop-in is read and checked with it.
+	os.WriteFile(filepath.Join(dir, "etc/systemd/system/isc-dhcp-server.service"), []byte("[Unit]\nDescription=ISC DHCP server (stand-in)\n[Service]\nType=forking\nExecStart=/usr/sbin/dhcpd -4 -q eth0\n"), 0o644)
+	var units []string
+	for _, op := range p.Ops {
+		if op.Kind == plan.WriteFile && filepath.Dir(op.Path) == "/etc/systemd/system" {
+			units = append(units, filepath.Base(op.Path))
+		}
+	}
+	units = append(units, "isc-dhcp-server.service")
+	if len(units) < 3 {
+		t.Fatalf("only %d units", len(units))
+	}
+	args := append([]string{"verify", "--man=no", "--root=" + dir}, units...)
+	if out, err := exec.Command("systemd-analyze", args...).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify %v: %v\n%s", units, err, out)
+	}
+
+	script := filepath.Join(dir, "usr/local/sbin/magibake-cluster-route")
+	for _, check := range [][]string{{"sh", "-n", script}, {"shellcheck", script}} {
+		if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("%v: %v\n%s", check, err, out)
+		}
+	}
+	if op := find(t, p, plan.Root, "/usr/local/sbin/magibake-cluster-route"); plan.OctalMode(op.Mode) != "0755" {
+		t.Errorf("route script mode %s", plan.OctalMode(op.Mode))
+	}
+	if got := string(find(t, p, plan.Root, "/etc/sysctl.d/90-magibake-forward.conf").Content); !strings.Contains(got, "\nnet.ipv4.ip_forward=1\n") {
+		t.Errorf("sysctl: %q", got)
+	}
+}
+
+// TestKeyfiles checks the NetworkManager keyfiles hold what NetworkManager
+// needs: root-only mode, the derived PSK and never the passphrase, the
+// head's prefixed static address, the workers' route preference.
+func TestKeyfiles(t *testing.T) {
+	c := defaultCluster(t)
+	psk, _ := wpaPSK(testEnv["MAGIBAKE_WIFI_SSID"], testEnv["MAGIBAKE_WIFI_PASSPHRASE"])
+	for _, n := range c.Nodes {
+		p := render(t, c, n.Hostname)
+		wifi := find(t, p, plan.Root, "/etc/NetworkManager/system-connections/wifi.nmconnection")
+		eth := find(t, p, plan.Root, "/etc/NetworkManager/system-connections/cluster.nmconnection")
+		for _, op := range []plan.Op{wifi, eth} {
+			if plan.OctalMode(op.Mode) != "0600" || op.UID != 0 || op.GID != 0 {
+				t.Errorf("%s %s: mode %s owner %d:%d, NetworkManager wants 0600 root", n.Hostname, op.Path, plan.OctalMode(op.Mode), op.UID, op.GID)
+			}
+		}
+		w := ini(t, wifi.Content)
+		if w["wifi-security.psk"] != psk || w["wifi.ssid"] != "home-wifi" || w["connection.interface-name"] != "wlan0" || w["wifi-security.key-mgmt"] != "wpa-psk" {
+			t.Errorf("%s wifi keyfile: %v", n.Hostname, w)
+		}
+		if bytes.Contains(wifi.Content, []byte(testEnv["MAGIBAKE_WIFI_PASSPHRASE"])) || !wifi.Secret {
+			t.Errorf("%s: the wifi keyfile holds the passphrase or is not marked secret", n.Hostname)
+		}
+		e := ini(t, eth.Content)
+		if e["connection.interface-name"] != "eth0" {
+			t.Errorf("%s eth0 keyfile: %v", n.Hostname, e)
+		}
+		if n.Role == profile.RoleHead {
+			if e["ipv4.method"] != "manual" || e["ipv4.address1"] != "10.3.50.1/24" || e["ipv4.never-default"] != "true" || e["ipv4.gateway"] != "" {
+				t.Errorf("head eth0 keyfile: %v", e)
+			}
+		} else if e["ipv4.method"] != "auto" || e["ipv4.route-metric"] != "100" || w["ipv4.route-metric"] != "600" {
+			t.Errorf("%s: eth0 %v, wifi %v: want DHCP with the cluster route preferred", n.Hostname, e, w)
+		}
+		state := ini(t, find(t, p, plan.Root, "/var/lib/NetworkManager/NetworkManager.state").Content)
+		if state["main.WirelessEnabled"] != "true" {
+			t.Errorf("NetworkManager.state: %v", state)
+		}
+		if got := string(find(t, p, plan.Root, "/var/lib/systemd/rfkill/platform-fe300000.mmcnr:wlan").Content); got != "0\n" {
+			t.Errorf("rfkill state %q, want unblocked", got)
+		}
+		cmd := find(t, p, plan.Boot, "/cmdline.txt")
+		if len(cmd.CmdlineSet) != 1 || cmd.CmdlineSet[0] != "cfg80211.ieee80211_regdom=GB" {
+			t.Errorf("cmdline edit %v", cmd.CmdlineSet)
+		}
+	}
+}
+
+// ini parses a keyfile into "group.key" -> value.
+func ini(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	group := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			group = line[1 : len(line)-1]
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				t.Fatalf("keyfile line %q", line)
+			}
+			if _, dup := m[group+"."+k]; dup {
+				t.Errorf("keyfile sets %s.%s twice", group, k)
+			}
+			m[group+"."+k] = v
+		}
+	}
+	return m
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s: %v %s", src, err, out)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	if out, err := exec.Command("cp", "-L", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -L %s: %v %s", src, err, out)
+	}
+}
