@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -157,12 +158,38 @@ func fatExists(fsys *fat32.FileSystem, p string) (fs.FileInfo, bool) {
 	return nil, false
 }
 
+// fatRead reads a whole file in one Read call from offset 0. go-diskfs
+// v1.9.4's Read, when it starts inside a cluster, reads to the cluster's end
+// even past the file's end, so ReadFile (which reads in growing chunks)
+// returns garbage after the content of any file between 513 bytes and one
+// cluster (measured: 719 bytes read back as 768).
+func fatRead(fsys *fat32.FileSystem, name string) ([]byte, error) {
+	f, err := fsys.OpenFile(name, os.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, fi.Size())
+	n, err := f.Read(buf)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if int64(n) != fi.Size() {
+		return nil, fmt.Errorf("read %d of %d bytes", n, fi.Size())
+	}
+	return buf, nil
+}
+
 func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 	switch op.Kind {
 	case plan.WriteFile:
 		return fatWrite(fsys, op.Path, op.Content, p)
 	case plan.EditCmdline:
-		old, err := fsys.ReadFile(op.Path)
+		old, err := fatRead(fsys, op.Path)
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}

@@ -118,7 +118,7 @@ func verifyFAT(fsys *fat32.FileSystem, op plan.Op) error {
 			}
 			return nil
 		}
-		got, err := fsys.ReadFile(op.Path)
+		got, err := fatRead(fsys, op.Path)
 		if err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ func verifyFAT(fsys *fat32.FileSystem, op plan.Op) error {
 			return fmt.Errorf("content differs from what was written (%d bytes, want %d)", len(got), len(op.Content))
 		}
 	case plan.EditCmdline:
-		got, err := fsys.ReadFile(op.Path)
+		got, err := fatRead(fsys, op.Path)
 		if err != nil {
 			return err
 		}
