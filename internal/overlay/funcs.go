@@ -4,6 +4,7 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -62,4 +63,11 @@ func decodePath(p string) (string, error) {
 		return p, nil
 	}
 	return url.PathUnescape(p)
+}
+
+// quote writes s as a double-quoted string that YAML (a JSON superset) and
+// JSON read back exactly, whatever s holds.
+func quote(s string) string {
+	b, _ := json.Marshal(s) // a string always marshals
+	return string(b)
 }

@@ -26,7 +26,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +76,11 @@ func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) 
 			if err := renderTree(t, dir, data, ops); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if node.Role == profile.RoleHead && c.OfflineDebs != "" {
+		if err := addDebs(c.OfflineDebs, ops); err != nil {
+			return nil, err
 		}
 	}
 	enableUnits(ops)
@@ -263,6 +270,7 @@ func execute(display string, raw []byte, data *Data, attrs *fileAttrs) ([]byte, 
 		"wpapsk":    wpaPSK,
 		"ssid":      keyfileSSID,
 		"uuid":      stableUUID,
+		"quote":     quote,
 	}
 	tmpl, err := template.New(display).Option("missingkey=error").Funcs(funcs).Parse(string(raw))
 	if err != nil {
@@ -312,6 +320,28 @@ func join(list any, sep string) (string, error) {
 		return strings.Join(l, sep), nil
 	}
 	return "", fmt.Errorf("join: cannot join %T", list)
+}
+
+// DebsDir is where the head's first boot finds the offline .deb files.
+const DebsDir = "/var/lib/magibake/debs"
+
+// addDebs copies the profile's offline .deb files into the image, for the
+// first-boot unit to install without network.
+func addDebs(dir string, ops map[opKey]plan.Op) error {
+	debs, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if err != nil {
+		return fmt.Errorf("offline_debs %s: %w", dir, err)
+	}
+	for _, deb := range debs {
+		data, err := os.ReadFile(deb)
+		if err != nil {
+			return fmt.Errorf("offline_debs: %w", err)
+		}
+		op := plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: path.Join(DebsDir, filepath.Base(deb)),
+			Mode: 0o644, Content: data, Source: deb}
+		ops[opKey{op.Partition, op.Path}] = op
+	}
+	return nil
 }
 
 // enableUnits adds the symlinks `systemctl enable` would create for units the

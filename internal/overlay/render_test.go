@@ -15,6 +15,7 @@ import (
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/overlays"
+	"gopkg.in/yaml.v3"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -152,8 +153,27 @@ func TestHeadFilesAcceptedByConsumers(t *testing.T) {
 		}
 	}
 
-	// systemd-analyze verify inside the baked tree, with systemd's own units
-	// and the programs the units run present there.
+	verifyUnitsAndScripts(t, p, dir)
+	if op := find(t, p, plan.Root, "/usr/local/sbin/magibake-cluster-route"); plan.OctalMode(op.Mode) != "0755" {
+		t.Errorf("route script mode %s", plan.OctalMode(op.Mode))
+	}
+	if got := string(find(t, p, plan.Root, "/etc/sysctl.d/90-magibake-forward.conf").Content); !strings.Contains(got, "\nnet.ipv4.ip_forward=1\n") {
+		t.Errorf("sysctl: %q", got)
+	}
+}
+
+// TestWorkerFilesAcceptedByConsumers checks the units and scripts every node gets.
+func TestWorkerFilesAcceptedByConsumers(t *testing.T) {
+	fixture.RequireTools(t, "systemd-analyze", "shellcheck")
+	p := render(t, defaultCluster(t), "melchior")
+	verifyUnitsAndScripts(t, p, tree(t, p))
+}
+
+// verifyUnitsAndScripts runs systemd-analyze verify inside the baked tree,
+// with systemd's own units and the programs the units run present there, and
+// sh -n plus shellcheck on every script the plan installs.
+func verifyUnitsAndScripts(t *testing.T, p *plan.Plan, dir string) {
+	t.Helper()
 	copyTree(t, "/usr/lib/systemd/system", filepath.Join(dir, "usr/lib/systemd/system"))
 	for _, bin := range []string{"/usr/sbin/iptables-restore", "/usr/sbin/dhcpd"} {
 		copyFile(t, bin, filepath.Join(dir, bin))
@@ -161,32 +181,86 @@ func TestHeadFilesAcceptedByConsumers(t *testing.T) {
 	// A stand-in for the unit systemd generates from isc-dhcp-server's init
 	// script, so that magibake's drop-in is read and checked with it.
 	os.WriteFile(filepath.Join(dir, "etc/systemd/system/isc-dhcp-server.service"), []byte("[Unit]\nDescription=ISC DHCP server (stand-in)\n[Service]\nType=forking\nExecStart=/usr/sbin/dhcpd -4 -q eth0\n"), 0o644)
-	var units []string
+	units := []string{"isc-dhcp-server.service"}
+	var scripts []string
 	for _, op := range p.Ops {
-		if op.Kind == plan.WriteFile && filepath.Dir(op.Path) == "/etc/systemd/system" {
+		switch {
+		case op.Kind == plan.WriteFile && filepath.Dir(op.Path) == "/etc/systemd/system":
 			units = append(units, filepath.Base(op.Path))
+		case op.Kind == plan.WriteFile && bytes.HasPrefix(op.Content, []byte("#!/bin/sh")):
+			scripts = append(scripts, filepath.Join(dir, op.Path))
+			if plan.OctalMode(op.Mode) != "0755" {
+				t.Errorf("%s: mode %s, want 0755", op.Path, plan.OctalMode(op.Mode))
+			}
 		}
 	}
-	units = append(units, "isc-dhcp-server.service")
-	if len(units) < 3 {
-		t.Fatalf("only %d units", len(units))
+	if len(units) < 2 || len(scripts) == 0 {
+		t.Fatalf("only units %v and scripts %v", units, scripts)
 	}
 	args := append([]string{"verify", "--man=no", "--root=" + dir}, units...)
 	if out, err := exec.Command("systemd-analyze", args...).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify %v: %v\n%s", units, err, out)
 	}
-
-	script := filepath.Join(dir, "usr/local/sbin/magibake-cluster-route")
-	for _, check := range [][]string{{"sh", "-n", script}, {"shellcheck", script}} {
-		if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
-			t.Errorf("%v: %v\n%s", check, err, out)
+	for _, script := range scripts {
+		for _, check := range [][]string{{"sh", "-n", script}, {"shellcheck", script}} {
+			if out, err := exec.Command(check[0], check[1:]...).CombinedOutput(); err != nil {
+				t.Errorf("%v: %v\n%s", check, err, out)
+			}
 		}
 	}
-	if op := find(t, p, plan.Root, "/usr/local/sbin/magibake-cluster-route"); plan.OctalMode(op.Mode) != "0755" {
-		t.Errorf("route script mode %s", plan.OctalMode(op.Mode))
+}
+
+// TestCloudInit checks the boot partition's cloud-init files parse as YAML
+// and create the profile's user with its hash and keys.
+func TestCloudInit(t *testing.T) {
+	c := defaultCluster(t)
+	p := render(t, c, "balthasar")
+	var ud struct {
+		PreserveHostname bool `yaml:"preserve_hostname"`
+		Users            []struct {
+			Name         string   `yaml:"name"`
+			HashedPasswd string   `yaml:"hashed_passwd"`
+			LockPasswd   bool     `yaml:"lock_passwd"`
+			Keys         []string `yaml:"ssh_authorized_keys"`
+		} `yaml:"users"`
+		SSHPwauth bool `yaml:"ssh_pwauth"`
 	}
-	if got := string(find(t, p, plan.Root, "/etc/sysctl.d/90-magibake-forward.conf").Content); !strings.Contains(got, "\nnet.ipv4.ip_forward=1\n") {
-		t.Errorf("sysctl: %q", got)
+	op := find(t, p, plan.Boot, "/user-data")
+	if !bytes.HasPrefix(op.Content, []byte("#cloud-config\n")) || !op.Secret {
+		t.Error("user-data must start with #cloud-config and be marked secret")
+	}
+	if err := yaml.Unmarshal(op.Content, &ud); err != nil {
+		t.Fatalf("user-data: %v", err)
+	}
+	if !ud.PreserveHostname || len(ud.Users) != 1 || ud.Users[0].Name != "pi" || ud.Users[0].HashedPasswd != testEnv["MAGIBAKE_PASSWORD_HASH"] ||
+		ud.Users[0].LockPasswd || len(ud.Users[0].Keys) != 1 || ud.Users[0].Keys[0] != testEnv["MAGIBAKE_SSH_KEYS"] || ud.SSHPwauth {
+		t.Errorf("user-data: %+v", ud)
+	}
+	var md map[string]string
+	if err := yaml.Unmarshal(find(t, p, plan.Boot, "/meta-data").Content, &md); err != nil || md["instance-id"] != "magibake-balthasar" {
+		t.Errorf("meta-data: %v %v", md, err)
+	}
+	if got := string(find(t, p, plan.Boot, "/userconf.txt").Content); got != "pi:"+testEnv["MAGIBAKE_PASSWORD_HASH"]+"\n" {
+		t.Errorf("userconf.txt %q", got)
+	}
+	if got := string(find(t, p, plan.Root, "/etc/ssh/sshd_config.d/50-magibake.conf").Content); !strings.Contains(got, "\nPasswordAuthentication no\n") {
+		t.Errorf("sshd drop-in %q: password login must be off when keys are given", got)
+	}
+}
+
+// TestOfflineDebs checks the head carries the profile's .deb files for its
+// first boot, and the workers do not.
+func TestOfflineDebs(t *testing.T) {
+	c := defaultCluster(t)
+	c.OfflineDebs = t.TempDir()
+	os.WriteFile(filepath.Join(c.OfflineDebs, "iptables_1.8.9-2_arm64.deb"), []byte("!<arch>\ndeb"), 0o644)
+	if got := find(t, render(t, c, "caspar"), plan.Root, "/var/lib/magibake/debs/iptables_1.8.9-2_arm64.deb"); string(got.Content) != "!<arch>\ndeb" {
+		t.Errorf("deb content %q", got.Content)
+	}
+	for _, op := range render(t, c, "melchior").Ops {
+		if strings.HasPrefix(op.Path, "/var/lib/magibake/debs/") {
+			t.Errorf("worker gets %s", op.Path)
+		}
 	}
 }
 
@@ -236,6 +310,69 @@ func TestKeyfiles(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyfilesReadByNetworkManager has NetworkManager's own keyfile parser
+// (nmcli --offline, via scripts/nmcli-offline) read every baked connection
+// and write it back normalised: a value it could not parse is dropped or
+// changed there, so each of our keys must come back with the same value.
+func TestKeyfilesReadByNetworkManager(t *testing.T) {
+	nmcli := filepath.Join(fixture.RepoRoot(t), "scripts", "nmcli-offline")
+	c := defaultCluster(t)
+	hidden := defaultCluster(t)
+	hidden.WiFi.Hidden = true
+	cases := []struct {
+		name string
+		c    *profile.Cluster
+		node string
+	}{
+		{"caspar", c, "caspar"}, {"balthasar", c, "balthasar"}, {"melchior", c, "melchior"},
+		{"hidden-ssid", hidden, "balthasar"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := render(t, tc.c, tc.node)
+			n := 0
+			for _, op := range p.Ops {
+				if op.Partition != plan.Root || !strings.HasPrefix(op.Path, "/etc/NetworkManager/system-connections/") {
+					continue
+				}
+				n++
+				ours := ini(t, op.Content)
+				cmd := exec.Command(nmcli, "connection", "modify", "connection.id", ours["connection.id"])
+				cmd.Stdin = bytes.NewReader(op.Content)
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("%s: nmcli --offline rejected it: %v\n%s", op.Path, err, stderr.String())
+				}
+				if stderr.Len() > 0 {
+					t.Errorf("%s: NetworkManager warned: %s", op.Path, stderr.String())
+				}
+				theirs := ini(t, out)
+				for k, v := range ours {
+					if _, ok := theirs[k]; !ok && nmDefaults[k] == v {
+						continue // NetworkManager leaves defaults out when it writes
+					}
+					if theirs[k] != v {
+						t.Errorf("%s: NetworkManager reads %s as %q, we wrote %q", op.Path, k, theirs[k], v)
+					}
+				}
+			}
+			if n < 2 {
+				t.Errorf("%d connection keyfiles, want wifi and cluster", n)
+			}
+			wifi := ini(t, find(t, p, plan.Root, "/etc/NetworkManager/system-connections/wifi.nmconnection").Content)
+			if tc.c.WiFi.Hidden != (wifi["wifi.hidden"] == "true") {
+				t.Errorf("hidden SSID %v, keyfile wifi.hidden=%q", tc.c.WiFi.Hidden, wifi["wifi.hidden"])
+			}
+		})
+	}
+}
+
+// nmDefaults are keyfile values NetworkManager does not write back because
+// they are its defaults.
+var nmDefaults = map[string]string{"connection.autoconnect": "true"}
 
 // ini parses a keyfile into "group.key" -> value.
 func ini(t *testing.T, b []byte) map[string]string {

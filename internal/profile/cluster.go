@@ -1,7 +1,10 @@
 package profile
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -79,6 +82,18 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 					c.Uplink = s
 				}
 			}
+		},
+		"offline_debs": func(f string, v *yaml.Node) {
+			s, _, ok := d.value(f, v, l.opt)
+			if !ok || s == "" {
+				return
+			}
+			dir, msg := checkDebsDir(s, l.opt.FileBase)
+			if msg != "" {
+				d.fail(v, f, "%s", msg)
+				return
+			}
+			c.OfflineDebs = dir
 		},
 		"home_network": func(f string, v *yaml.Node) {
 			if p, ok := d.prefix(f, v, "an IPv4 prefix like 192.168.0.0/24"); ok {
@@ -435,4 +450,24 @@ func (l *loader) base(d *doc, c *Cluster, f string, v *yaml.Node) {
 		return
 	}
 	c.Base = b
+}
+
+// checkDebsDir resolves a directory of .deb files (relative to base) and
+// checks it holds at least one.
+func checkDebsDir(dir, base string) (string, string) {
+	if rest, ok := strings.CutPrefix(dir, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			dir = filepath.Join(home, rest)
+		}
+	} else if !filepath.IsAbs(dir) {
+		dir = filepath.Join(base, dir)
+	}
+	debs, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if st, serr := os.Stat(dir); serr != nil || !st.IsDir() {
+		return "", fmt.Sprintf("%s is not a directory", dir)
+	}
+	if err != nil || len(debs) == 0 {
+		return "", fmt.Sprintf("%s holds no .deb files", dir)
+	}
+	return dir, ""
 }

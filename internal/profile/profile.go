@@ -42,7 +42,11 @@ type Cluster struct {
 	WiFi               *WiFi        // nil when absent
 	User               User
 	Base               Base
-	Nodes              []Node // head first, then workers sorted by hostname
+	// OfflineDebs is a host directory of .deb files the head's first boot
+	// installs from (isc-dhcp-server, iptables and their dependencies), so
+	// it needs no network; "" installs with apt instead.
+	OfflineDebs string
+	Nodes       []Node // head first, then workers sorted by hostname
 	// Digest is the hex sha256 over the raw profile files (sorted by name,
 	// each "name\x00bytes\x00"); secrets given via env or file are not in it.
 	Digest string

@@ -282,6 +282,8 @@ func TestProblems(t *testing.T) {
 		{name: "wrong type nested bool", sub: []string{"hidden: false", "hidden: maybe"}, where: "cluster.yaml:16: wifi.hidden", msg: "want true or false"},
 		{name: "wrong type section", sub: []string{"dhcp:\n  range: [10.3.50.10, 10.3.50.20]\n  dns: [8.8.8.8, 8.8.4.4]\n  default_lease_time: 600\n  max_lease_time: 7200\n", "dhcp: 5\n"}, where: "cluster.yaml:5: dhcp", msg: `want a mapping, got "5"`},
 		{name: "wrong type in value", sub: []string{"ssid: home", "ssid: [home]"}, where: "cluster.yaml:13: wifi.ssid", msg: "want a string, {env: NAME} or {file: PATH}, got a list"},
+		{name: "offline debs dir missing", sub: []string{"uplink: wlan0", "uplink: wlan0\noffline_debs: /nonexistent/debs"}, where: "cluster.yaml:11: offline_debs", msg: "/nonexistent/debs is not a directory"},
+		{name: "offline debs dir without debs", sub: []string{"uplink: wlan0", "uplink: wlan0\noffline_debs: /"}, where: "cluster.yaml:11: offline_debs", msg: "holds no .deb files"},
 		{name: "duplicate key", sub: []string{"uplink: wlan0", "uplink: wlan0\nuplink: eth1"}, where: "cluster.yaml:11: uplink", msg: "given twice (first on line 10)"},
 		{name: "syntax error", sub: []string{"domain: cluster", "domain: [cluster"}, where: "cluster.yaml:2", msg: "YAML: "},
 		{name: "syntax error on line 1", sub: []string{"name: magi", "name: [magi"}, where: "cluster.yaml:2", msg: "YAML: did not find expected ',' or ']'"},
@@ -637,5 +639,30 @@ func TestLoadDirMissing(t *testing.T) {
 	var pe *Error
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "read profile directory") {
 		t.Errorf("err = %v, want a *profile.Error about the directory", err)
+	}
+}
+
+func TestOfflineDebs(t *testing.T) {
+	dir := t.TempDir()
+	debs := filepath.Join(dir, "debs")
+	os.MkdirAll(debs, 0o755)
+	os.WriteFile(filepath.Join(debs, "iptables_1.8.9-2_arm64.deb"), []byte("!<arch>\n"), 0o644)
+	for _, n := range []string{"cluster.yaml", "caspar.yaml", "balthasar.yaml", "melchior.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../../profiles", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "cluster.yaml" {
+			b = append(b, []byte("offline_debs: debs\n")...)
+		}
+		os.WriteFile(filepath.Join(dir, n), b, 0o644)
+	}
+	env := map[string]string{"MAGIBAKE_WIFI_SSID": "w", "MAGIBAKE_WIFI_PASSPHRASE": "12345678", "MAGIBAKE_WIFI_COUNTRY": "GB", "MAGIBAKE_USER": "pi", "MAGIBAKE_PASSWORD_HASH": "$6$a$b"}
+	c, err := LoadDir(dir, Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OfflineDebs != debs {
+		t.Errorf("OfflineDebs = %q, want %q", c.OfflineDebs, debs)
 	}
 }
