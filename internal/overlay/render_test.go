@@ -162,6 +162,51 @@ func TestHeadFilesAcceptedByConsumers(t *testing.T) {
 	}
 }
 
+// TestDHCPHostEntries: workers with a MAC get a fixed-address host entry that
+// dhcpd accepts, and the same address in every node's /etc/hosts.
+func TestDHCPHostEntries(t *testing.T) {
+	fixture.RequireTools(t, "dhcpd")
+	dir := t.TempDir()
+	cluster, err := os.ReadFile(filepath.Join(fixture.RepoRoot(t), "profiles", "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"cluster.yaml":   string(cluster),
+		"caspar.yaml":    "hostname: caspar\nrole: head\n",
+		"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: 52:54:00:35:00:0b\n",
+		"melchior.yaml":  "hostname: melchior\nrole: worker\nmac: 52:54:00:35:00:0c\naddress: 10.3.50.5\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := profile.LoadDir(dir, profile.Options{Getenv: func(k string) string { return testEnv[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := render(t, c, "caspar")
+	conf := filepath.Join(tree(t, p), "etc/dhcp/dhcpd.conf")
+	if out, err := exec.Command("dhcpd", "-t", "-cf", conf).CombinedOutput(); err != nil {
+		t.Errorf("dhcpd -t: %v\n%s", err, out)
+	}
+	text := string(find(t, p, plan.Root, "/etc/dhcp/dhcpd.conf").Content)
+	for host, want := range map[string]string{"balthasar": "52:54:00:35:00:0b;\n    fixed-address 10.3.50.2;", "melchior": "52:54:00:35:00:0c;\n    fixed-address 10.3.50.5;"} {
+		if !strings.Contains(text, "host "+host+" {\n    hardware ethernet "+want) {
+			t.Errorf("dhcpd.conf lacks %s's entry %q:\n%s", host, want, text)
+		}
+	}
+	for _, n := range c.Nodes {
+		hosts := string(find(t, render(t, c, n.Hostname), plan.Root, "/etc/hosts").Content)
+		for _, line := range []string{"10.3.50.1\tcaspar.cluster caspar", "10.3.50.2\tbalthasar.cluster balthasar", "10.3.50.5\tmelchior.cluster melchior"} {
+			if !strings.Contains(hosts, "\n"+line+"\n") {
+				t.Errorf("%s /etc/hosts lacks %q:\n%s", n.Hostname, line, hosts)
+			}
+		}
+	}
+}
+
 // TestWorkerFilesAcceptedByConsumers checks the units and scripts every node gets.
 func TestWorkerFilesAcceptedByConsumers(t *testing.T) {
 	fixture.RequireTools(t, "systemd-analyze", "shellcheck")

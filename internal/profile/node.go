@@ -167,8 +167,38 @@ func (l *loader) nodes(c *Cluster, nodes []parsedNode, files int, roleKnown bool
 		}
 		return nodes[i].Hostname < nodes[j].Hostname
 	})
+	if len(l.errs) == 0 {
+		assignFixed(c, nodes, addrs)
+	}
 	c.Nodes = make([]Node, len(nodes))
 	for i := range nodes {
 		c.Nodes[i] = nodes[i].Node
+	}
+}
+
+// assignFixed gives each worker that has a MAC but no address the first free
+// address above the head's, outside the DHCP range, in hostname order: a MAC
+// means "always the same address", and dhcpd, /etc/hosts and the plan must
+// agree on which one. `address:` pins it instead.
+func assignFixed(c *Cluster, nodes []parsedNode, used map[string]*parsedNode) {
+	if !c.Subnet.IsValid() || !c.Head.IsValid() {
+		return
+	}
+	next := c.Head.Addr()
+	for i := range nodes {
+		p := &nodes[i]
+		if p.Role != RoleWorker || p.MAC == nil || p.Address.IsValid() {
+			continue
+		}
+		for next = next.Next(); c.Subnet.Contains(next) && hostAddr(c.Subnet, next) == ""; next = next.Next() {
+			if next != c.Head.Addr() && !inRange(next, c.DHCPStart, c.DHCPEnd) && used[next.String()] == nil {
+				break
+			}
+		}
+		if !c.Subnet.Contains(next) || hostAddr(c.Subnet, next) != "" {
+			return // the subnet is full; dhcpd falls back to the range
+		}
+		p.Address = next
+		used[next.String()] = p
 	}
 }

@@ -152,6 +152,54 @@ func TestValidProfile(t *testing.T) {
 	}
 }
 
+// TestFixedAddresses: a worker with a MAC and no address gets the first free
+// address above the head's, outside the DHCP range, in hostname order.
+func TestFixedAddresses(t *testing.T) {
+	tests := []struct {
+		name  string
+		nodes map[string]string
+		want  map[string]string // hostname -> address ("" for none)
+	}{
+		{"mac only", map[string]string{
+			"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:04\n",
+			"melchior.yaml":  "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\n",
+		}, map[string]string{"balthasar": "10.3.50.2", "melchior": "10.3.50.3"}},
+		{"pinned address is skipped", map[string]string{
+			"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:04\n",
+			"melchior.yaml":  "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.2\n",
+		}, map[string]string{"balthasar": "10.3.50.3", "melchior": "10.3.50.2"}},
+		{"no mac, no address", map[string]string{
+			"balthasar.yaml": "hostname: balthasar\nrole: worker\n",
+			"melchior.yaml":  "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\n",
+		}, map[string]string{"balthasar": "", "melchior": "10.3.50.2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := map[string]string{"cluster.yaml": validCluster, "caspar.yaml": "hostname: caspar\nrole: head\n"}
+			for k, v := range tt.nodes {
+				files[k] = v
+			}
+			c, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for host, want := range tt.want {
+				n, err := c.Node(host)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := ""
+				if n.Address.IsValid() {
+					got = n.Address.String()
+				}
+				if got != want {
+					t.Errorf("%s address %q, want %q", host, got, want)
+				}
+			}
+		})
+	}
+}
+
 func TestDefault(t *testing.T) {
 	env := map[string]string{
 		"MAGIBAKE_WIFI_SSID":       "magi-uplink",
