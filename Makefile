@@ -5,6 +5,10 @@
 GO            ?= go
 APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils fdisk iptables systemd openssh-client shellcheck
 TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz sfdisk iptables-restore systemd-analyze ssh-keygen shellcheck
+# The emulated cluster (make e2e): an arm64 rootfs built under qemu-user, three
+# guests under qemu-system-aarch64 in a network namespace.
+E2E_APT_PACKAGES := qemu-system-arm qemu-utils qemu-user-static binfmt-support mmdebstrap arch-test iproute2 openssl ca-certificates
+E2E_TOOLS     := qemu-system-aarch64 qemu-img qemu-aarch64-static update-binfmts mmdebstrap ip openssl
 export PATH   := $(PATH):/usr/sbin:/sbin
 
 DEMO          := demo
@@ -12,17 +16,23 @@ DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-pass
                  MAGIBAKE_WIFI_COUNTRY=GB MAGIBAKE_USER=pi \
                  MAGIBAKE_PASSWORD_HASH='$$6$$demosalt$$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1'
 
-.PHONY: all build test demo tools fixture clean print-apt-packages
+.PHONY: all build test e2e demo tools e2e-tools fixture clean print-apt-packages
 
 all: build
 
 build:
 	$(GO) build -o bin/magibake ./cmd/magibake
 
-# The whole suite; .ci/run calls exactly this.
+# The whole suite; .ci/run calls exactly this. The emulated cluster needs
+# root (network namespaces, the rootfs build): run as root or with sudo.
 test: tools
 	$(GO) vet ./...
 	$(GO) test -timeout 45m ./...
+	$(MAKE) e2e
+
+# Boot the three baked cards as a cluster under QEMU and check them.
+e2e: tools e2e-tools
+	@if [ "$$(id -u)" = 0 ]; then scripts/cluster-test; else sudo env "PATH=$$PATH" scripts/cluster-test; fi
 
 tools:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
@@ -34,8 +44,18 @@ tools:
 		echo "install them with:"; echo "  sudo apt-get install -y $(APT_PACKAGES)"; exit 1; \
 	fi
 
+e2e-tools:
+	@missing=""; for t in $(E2E_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "missing tools:$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(E2E_APT_PACKAGES); \
+	else \
+		echo "install them with:"; echo "  sudo apt-get install -y $(E2E_APT_PACKAGES)"; exit 1; \
+	fi
+
 print-apt-packages:
-	@echo $(APT_PACKAGES)
+	@echo $(APT_PACKAGES) $(E2E_APT_PACKAGES)
 
 # A Pi-OS-shaped base built offline (about a minute), then the three cards.
 demo: tools
