@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/bake"
+	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/overlay"
@@ -96,32 +97,33 @@ type Options struct {
 
 // Run bakes every node of o into its output file. Plans are rendered and
 // outputs checked before the base is touched, the base is decompressed once,
-// and each output appears only when complete.
+// and the outputs appear together, only when all are complete: on any error
+// or cancellation none is written. Errors are *Error with their Class.
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
 	if log == nil {
 		log = io.Discard
 	}
 	if len(o.Nodes) == 0 {
-		return errors.New("no node given: name one or more nodes of the profiles, e.g. `magibake build caspar`")
+		return UsageError(errors.New("no node given: name one or more nodes of the profiles, e.g. `magibake build caspar`"))
 	}
 	if o.Output != "" && o.OutDir != "" {
-		return errors.New("give -o FILE or --out-dir DIR, not both")
+		return UsageError(errors.New("give -o FILE or --out-dir DIR, not both"))
 	}
 	if o.Output != "" && len(o.Nodes) > 1 {
-		return fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes))
+		return UsageError(fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes)))
 	}
 	mtime, err := MTime(o.Getenv)
 	if err != nil {
-		return err
+		return InputError(err)
 	}
 	c, err := o.Cluster()
 	if err != nil {
-		return err
+		return InputError(err)
 	}
 	trees, err := o.Trees()
 	if err != nil {
-		return err
+		return InputError(err)
 	}
 	type job struct {
 		plan *plan.Plan
@@ -131,52 +133,80 @@ func Run(ctx context.Context, o Options) error {
 	seen := map[string]bool{}
 	for _, n := range o.Nodes {
 		if seen[n] {
-			return fmt.Errorf("node %s given twice", n)
+			return UsageError(fmt.Errorf("node %s given twice", n))
 		}
 		seen[n] = true
 		p, err := overlay.Render(c, n, trees, mtime)
 		if err != nil {
-			return err
+			return InputError(err)
 		}
 		out := o.Output
 		if out == "" {
 			out = filepath.Join(o.OutDir, n+".img")
 		}
 		if err := checkOutput(out, o.Base); err != nil {
-			return err
+			return InputError(err)
 		}
 		jobs = append(jobs, job{p, out})
 	}
 	if o.Base == "" {
-		return noBase(c)
+		return UsageError(noBase(c))
 	}
 	start := time.Now()
 	base, err := image.OpenBase(ctx, o.Base, filepath.Dir(jobs[0].out))
 	if err != nil {
-		return err
+		return InputError(err)
 	}
 	defer base.Close()
 	if pin := c.Base.SHA256; pin != "" && !strings.EqualFold(pin, base.SHA256) {
-		return fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, base.SHA256, pin)
+		return InputError(fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, base.SHA256, pin))
 	}
 	layout, err := image.ReadLayout(base, base.Size())
 	if err != nil {
-		return fmt.Errorf("base %s: %w", o.Base, err)
+		return InputError(fmt.Errorf("base %s: %w", o.Base, err))
 	}
 	if base.Compressed {
 		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, size(base.Size()), time.Since(start).Seconds())
 	}
 	info := bake.Info{Version: o.Version, ProfileDigest: c.Digest, BaseSHA256: base.SHA256}
+	var staged []*output.Staged
+	defer func() {
+		for _, s := range staged {
+			s.Discard()
+		}
+	}()
 	for _, j := range jobs {
 		t := time.Now()
 		dev := image.NewDevice(base, base.Size())
 		if _, err := bake.Apply(ctx, dev, layout, j.plan, info); err != nil {
-			return fmt.Errorf("bake %s: %w", j.plan.Node, err)
+			cls := bakeClass(err)
+			if cls == Input && !errors.Is(err, ext4.ErrNoSpace) {
+				// The base's root filesystem is the problem, not the plan.
+				err = fmt.Errorf("base %s: %w", o.Base, err)
+			}
+			return classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
 		}
-		if err := output.Write(ctx, j.out, dev, dev.Size()); err != nil {
-			return fmt.Errorf("bake %s: %w", j.plan.Node, err)
+		s, err := output.Stage(ctx, j.out, dev, dev.Size())
+		if err != nil {
+			cls := Internal
+			if hostInput(err) {
+				cls = Input
+			}
+			return classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
 		}
+		staged = append(staged, s)
 		fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, size(dev.Size()), time.Since(t).Seconds())
+	}
+	for len(staged) > 0 {
+		if err := staged[0].Commit(ctx); err != nil {
+			cls := Internal
+			if hostInput(err) {
+				cls = Input
+			}
+			staged = staged[1:]
+			return classed(cls, err)
+		}
+		staged = staged[1:]
 	}
 	return nil
 }
@@ -206,6 +236,18 @@ func checkOutput(out, base string) error {
 			return fmt.Errorf("output %s: is the base image; the base is never overwritten, choose another output", out)
 		}
 	}
+	// Find a read-only or unwritable directory now, before the base is
+	// decompressed into it, with the real test: creating a file.
+	probe, err := os.CreateTemp(dir, ".magibake-probe-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("output %s: directory %s is not writable: %w", out, dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 	return nil
 }
 

@@ -80,20 +80,20 @@ func TestBadInput(t *testing.T) {
 		want []string // substrings of the one error line
 		code int
 	}{
-		{"missing base", []string{"build", "caspar", "--base", filepath.Join(dir, "nope.img.xz")}, []string{"nope.img.xz", "no such file"}, 1},
-		{"truncated xz", []string{"build", "caspar", "--base", truncXZ}, []string{"trunc.img.xz", "truncated"}, 1},
-		{"not a disk image", []string{"build", "caspar", "--base", notDisk}, []string{"notes.txt", "not a disk image"}, 1},
-		{"no FAT partition", []string{"build", "caspar", "--base", noFAT}, []string{"nofat.img", "no FAT32 boot partition"}, 1},
-		{"no ext4 partition", []string{"build", "caspar", "--base", noExt4}, []string{"noext4.img", "no Linux root partition"}, 1},
-		{"GPT disk", []string{"build", "caspar", "--base", gpt}, []string{"gpt.img", "GPT"}, 1},
-		{"unknown node", []string{"build", "gaspar", "--base", raw}, []string{`unknown node "gaspar"`, "caspar, balthasar, melchior"}, 1},
-		{"profile error", []string{"build", "caspar", "--base", raw, "--profiles", badProfiles}, []string{"cluster.yaml:", "head_address"}, 1},
-		{"no base", []string{"build", "caspar"}, []string{"--base"}, 1},
-		{"output is base", []string{"build", "caspar", "--base", raw, "-o", raw}, []string{"is the base image"}, 1},
-		{"output dir missing", []string{"build", "caspar", "--base", raw, "-o", filepath.Join(dir, "no/such/dir/c.img")}, []string{"does not exist"}, 1},
-		{"-o with two nodes", []string{"build", "caspar", "melchior", "--base", raw, "-o", "x.img"}, []string{"--out-dir"}, 1},
+		{"missing base", []string{"build", "caspar", "--base", filepath.Join(dir, "nope.img.xz")}, []string{"nope.img.xz", "no such file"}, 3},
+		{"truncated xz", []string{"build", "caspar", "--base", truncXZ}, []string{"trunc.img.xz", "truncated"}, 3},
+		{"not a disk image", []string{"build", "caspar", "--base", notDisk}, []string{"notes.txt", "not a disk image"}, 3},
+		{"no FAT partition", []string{"build", "caspar", "--base", noFAT}, []string{"nofat.img", "no FAT32 boot partition"}, 3},
+		{"no ext4 partition", []string{"build", "caspar", "--base", noExt4}, []string{"noext4.img", "no Linux root partition"}, 3},
+		{"GPT disk", []string{"build", "caspar", "--base", gpt}, []string{"gpt.img", "GPT"}, 3},
+		{"unknown node", []string{"build", "gaspar", "--base", raw}, []string{`unknown node "gaspar"`, "caspar, balthasar, melchior"}, 3},
+		{"profile error", []string{"build", "caspar", "--base", raw, "--profiles", badProfiles}, []string{"cluster.yaml:", "head_address"}, 3},
+		{"no base", []string{"build", "caspar"}, []string{"--base"}, 2},
+		{"output is base", []string{"build", "caspar", "--base", raw, "-o", raw}, []string{"is the base image"}, 3},
+		{"output dir missing", []string{"build", "caspar", "--base", raw, "-o", filepath.Join(dir, "no/such/dir/c.img")}, []string{"does not exist"}, 3},
+		{"-o with two nodes", []string{"build", "caspar", "melchior", "--base", raw, "-o", "x.img"}, []string{"--out-dir"}, 2},
 		{"no node", []string{"build"}, []string{"requires at least 1 arg"}, 2},
-		{"plan unknown node", []string{"plan", "gaspar"}, []string{`unknown node "gaspar"`}, 1},
+		{"plan unknown node", []string{"plan", "gaspar"}, []string{`unknown node "gaspar"`}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,11 +19,11 @@ func newPlan() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mtime, err := build.MTime(nil)
 			if err != nil {
-				return err
+				return build.InputError(err)
 			}
 			p, _, err := s.Plan(args[0], mtime)
 			if err != nil {
-				return err
+				return build.InputError(err)
 			}
 			return plan.Print(cmd.OutOrStdout(), p, opt)
 		},

@@ -29,9 +29,25 @@ func Supported(path string) error {
 // Write copies size bytes of src to path: into a temp file in the same
 // directory, zero runs left as holes, synced, then renamed over path. On any
 // error or cancellation the temp file is removed and path is untouched.
-func Write(ctx context.Context, path string, src io.ReaderAt, size int64) (err error) {
-	if err := Supported(path); err != nil {
+func Write(ctx context.Context, path string, src io.ReaderAt, size int64) error {
+	s, err := Stage(ctx, path, src, size)
+	if err != nil {
 		return err
+	}
+	return s.Commit(ctx)
+}
+
+// Staged is a complete, synced output in its temp file, not yet in place.
+// Exactly one of Commit or Discard must follow.
+type Staged struct {
+	path, tmp string
+}
+
+// Stage does the work of Write except the final rename, so that several
+// outputs can appear together or not at all.
+func Stage(ctx context.Context, path string, src io.ReaderAt, size int64) (_ *Staged, err error) {
+	if err := Supported(path); err != nil {
+		return nil, err
 	}
 	dir, name := filepath.Split(path)
 	if dir == "" {
@@ -39,7 +55,7 @@ func Write(ctx context.Context, path string, src io.ReaderAt, size int64) (err e
 	}
 	tmp, err := os.CreateTemp(dir, "."+name+".magibake-*.tmp")
 	if err != nil {
-		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	defer func() {
 		if err != nil {
@@ -50,39 +66,50 @@ func Write(ctx context.Context, path string, src io.ReaderAt, size int64) (err e
 	buf := make([]byte, chunk)
 	for off := int64(0); off < size; off += chunk {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		n := int(min(chunk, size-off))
 		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-			return fmt.Errorf("output %s: read image at %d: %w", path, off, err)
+			return nil, fmt.Errorf("output %s: read image at %d: %w", path, off, err)
 		}
 		if allZero(buf[:n]) {
 			continue
 		}
 		if _, err := tmp.WriteAt(buf[:n], off); err != nil {
-			return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+			return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 		}
 	}
 	if err := tmp.Truncate(size); err != nil {
-		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
+	return &Staged{path: path, tmp: tmp.Name()}, nil
+}
+
+// Commit renames the staged file over its path, unless ctx was cancelled, in
+// which case the temp file is removed.
+func (s *Staged) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		s.Discard()
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	if err := os.Rename(s.tmp, s.path); err != nil {
+		s.Discard()
+		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
 	}
 	return nil
 }
+
+// Discard removes the staged temp file.
+func (s *Staged) Discard() { os.Remove(s.tmp) }
 
 // unwrapPath drops the temp file name from an *os.PathError: the user named
 // the output, not our temp file.
