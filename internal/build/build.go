@@ -15,6 +15,7 @@ import (
 
 	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/fetch"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/overlay"
@@ -68,8 +69,10 @@ func (s Sources) Plan(node string, mtime time.Time) (*plan.Plan, *profile.Cluste
 	return p, c, err
 }
 
-// MTime is the timestamp given to every baked file: SOURCE_DATE_EPOCH when
-// set (reproducible builds), else now.
+// MTime is the timestamp given to every baked file when SOURCE_DATE_EPOCH is
+// set. Without it MTime is zero and Run takes the base image's root
+// filesystem write time (see BaseTime): either way the same inputs give the
+// same card, byte for byte.
 func MTime(getenv func(string) string) (time.Time, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -81,7 +84,21 @@ func MTime(getenv func(string) string) (time.Time, error) {
 		}
 		return time.Unix(sec, 0).UTC(), nil
 	}
-	return time.Now().UTC().Truncate(time.Second), nil
+	return time.Time{}, nil
+}
+
+// BaseTime is the date baked files get from the base: when its root
+// filesystem was last written (for a release image, when it was built), or
+// the Unix epoch if the superblock records no date at all.
+func BaseTime(dev *image.Device, layout image.Layout) (time.Time, error) {
+	root, err := ext4.Open(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("root partition: %w", err)
+	}
+	if t := root.LastWrite(); !t.IsZero() {
+		return t, nil
+	}
+	return time.Unix(0, 0).UTC(), nil
 }
 
 // Options is one `magibake build` call.
@@ -167,6 +184,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if base.Compressed {
 		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, size(base.Size()), time.Since(start).Seconds())
+	}
+	if mtime.IsZero() {
+		if mtime, err = BaseTime(image.NewDevice(base, base.Size()), layout); err != nil {
+			return InputError(fmt.Errorf("base %s: %w", o.Base, err))
+		}
+	}
+	for _, j := range jobs {
+		j.plan.MTime = mtime
 	}
 	info := bake.Info{Version: o.Version, ProfileDigest: c.Digest, BaseSHA256: base.SHA256}
 	var staged []*output.Staged
@@ -255,7 +280,7 @@ func noBase(c *profile.Cluster) error {
 	if c.Base.URL != "" {
 		return fmt.Errorf("no --base given: download %s (sha256 %s) and pass it with --base FILE", c.Base.URL, c.Base.SHA256)
 	}
-	return errors.New("no --base given: download Raspberry Pi OS Lite (64-bit) .img.xz from https://www.raspberrypi.com/software/operating-systems/ and pass it with --base FILE")
+	return errors.New("no --base given and cluster.yaml pins no base image; " + fetch.PinHint)
 }
 
 func size(n int64) string {

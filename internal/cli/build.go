@@ -12,12 +12,20 @@ func newBuild() *cobra.Command {
 		Use:   "build NODE... [-o FILE | --out-dir DIR] [--base PATH]",
 		Short: "Bake the card image of one or more nodes",
 		Example: `  magibake build caspar -o caspar.img --base 2025-05-13-raspios-bookworm-arm64-lite.img.xz
-  magibake build caspar balthasar melchior --out-dir cards --base raspios.img.xz`,
+  magibake build caspar balthasar melchior --out-dir cards --base raspios.img.xz
+  magibake build caspar --profiles ~/cluster    # base: the one cluster.yaml pins, fetched and cached`,
 		Args: argsRule(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Nodes, o.Version, o.Log = args, Version, cmd.ErrOrStderr()
 			if o.Output == "" && o.OutDir == "" {
 				o.OutDir = "."
+			}
+			if o.Base == "" {
+				base, err := pinnedBase(cmd.Context(), cmd.ErrOrStderr(), o.Sources, o.Nodes)
+				if err != nil {
+					return err
+				}
+				o.Base = base
 			}
 			return build.Run(cmd.Context(), o)
 		},
@@ -25,7 +33,7 @@ func newBuild() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVarP(&o.Output, "output", "o", "", "output image file for a single node (.img)")
 	f.StringVar(&o.OutDir, "out-dir", "", "directory for NODE.img files (default: the current directory)")
-	f.StringVar(&o.Base, "base", "", "Raspberry Pi OS Lite image, .img or .img.xz (read only)")
+	f.StringVar(&o.Base, "base", "", "Raspberry Pi OS Lite image, .img or .img.xz (read only; default: the base cluster.yaml pins, fetched)")
 	sourceFlags(cmd, &o.Sources)
 	return cmd
 }
