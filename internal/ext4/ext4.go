@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Device is what the filesystem lives on: offset 0 is the filesystem's first byte.
@@ -125,6 +126,20 @@ func (f *FS) BlockSize() int { return int(f.bs) }
 
 // FreeBytes returns the free space the superblock records.
 func (f *FS) FreeBytes() int64 { return int64(f.sb.freeBlocks()) * int64(f.bs) }
+
+// LastWrite returns when the filesystem was last written, as its superblock
+// records it (s_wtime, else s_mkfs_time; zero when neither is set). For a
+// release image that is its build time: a fixed date that baked files can
+// take, so that the same inputs give the same card.
+func (f *FS) LastWrite() time.Time {
+	for _, off := range [][2]int{{0x30, 0x274}, {0x108, 0x276}} {
+		sec := int64(f.sb.u32(off[0])) | int64(f.sb.b[off[1]])<<32
+		if sec != 0 {
+			return time.Unix(sec, 0).UTC()
+		}
+	}
+	return time.Time{}
+}
 
 // BytesRead returns how many bytes were read from the device so far.
 func (f *FS) BytesRead() int64 { return f.readBytes }

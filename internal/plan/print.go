@@ -17,7 +17,11 @@ type PrintOptions struct {
 // Print writes a human-readable listing of p: one line per operation, then
 // with Content the text of each file. Secret content is masked unless asked.
 func Print(w io.Writer, p *Plan, opt PrintOptions) error {
-	fmt.Fprintf(w, "plan for %s: %d operations, files dated %s\n\n", p.Node, len(p.Ops), p.MTime.UTC().Format(time.RFC3339))
+	dated := "as the base image's root filesystem (its last write)"
+	if !p.MTime.IsZero() {
+		dated = p.MTime.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "plan for %s: %d operations, files dated %s\n\n", p.Node, len(p.Ops), dated)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PART\tKIND\tMODE\tOWNER\tSIZE\tPATH")
 	for _, op := range p.Ops {
