@@ -122,9 +122,9 @@ type download struct {
 	name         string
 	h            hash.Hash // over every byte of part so far
 	have, total  int64     // total is -1 when the server does not say
-	resumedFrom  int64 // bytes an earlier run left, for the rate
-	resumedAt    int64 // where the first resume started, for the summary
-	restarts     int // times the server ignored Range and sent it all again
+	resumedFrom  int64     // bytes an earlier run left, for the rate
+	resumedAt    int64     // where the first resume started, for the summary
+	restarts     int       // times the server ignored Range and sent it all again
 	start        time.Time
 	lastProgress time.Time
 }
