@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/inspect"
+)
+
+// TestInspectAndDiff bakes caspar from each fixture variant, then reads the
+// card back with inspect and compares it with plans through diff.
+func TestInspectAndDiff(t *testing.T) {
+	setEnv(t)
+	for _, variant := range []string{"bookworm", "trixie"} {
+		t.Run(variant, func(t *testing.T) {
+			img, imgXZ := fixture.Image(t, variant)
+			card := filepath.Join(t.TempDir(), "caspar.img")
+			if code, _, stderr := execute(t, "build", "caspar", "--base", imgXZ, "-o", card); code != 0 {
+				t.Fatalf("build: exit %d: %s", code, stderr)
+			}
+
+			code, stdout, stderr := execute(t, "inspect", card, "--json")
+			if code != 0 {
+				t.Fatalf("inspect: exit %d: %s", code, stderr)
+			}
+			var r inspect.Report
+			if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Release != variant || r.OSRelease["ID"] != "debian" {
+				t.Errorf("release %q, os-release %v", r.Release, r.OSRelease)
+			}
+			if len(r.Partitions) != 2 || r.Partitions[0].Type != "0x0c" || r.Partitions[1].Type != "0x83" || r.Partitions[1].Start <= r.Partitions[0].Start {
+				t.Errorf("partitions %+v", r.Partitions)
+			}
+			if r.DiskSignature == "" || r.DiskSignature == "0x00000000" {
+				t.Errorf("disk signature %q", r.DiskSignature)
+			}
+			m := r.Manifest
+			if m == nil || m.Node != "caspar" || len(m.ProfileDigest) != 64 || len(m.Files) < 10 {
+				t.Fatalf("manifest %+v", m)
+			}
+			hostname := false
+			for _, f := range m.Files {
+				hostname = hostname || (f.Path == "/etc/hostname" && len(f.SHA256) == 64)
+			}
+			if !hostname {
+				t.Error("manifest lacks /etc/hostname with its sha256")
+			}
+
+			// The text form of the same.
+			code, stdout, _ = execute(t, "inspect", card)
+			for _, w := range []string{"disk signature  " + r.DiskSignature, "0x83 Linux", "manifest        node caspar", "/etc/dhcp/dhcpd.conf"} {
+				if code != 0 || !strings.Contains(stdout, w) {
+					t.Errorf("inspect text lacks %q:\n%s", w, stdout)
+				}
+			}
+
+			// The base itself: no manifest, same release.
+			code, stdout, _ = execute(t, "inspect", img)
+			if code != 0 || !strings.Contains(stdout, "manifest        none") || !strings.Contains(stdout, variant) {
+				t.Errorf("inspect base: exit %d:\n%s", code, stdout)
+			}
+
+			// Same profiles: nothing to do.
+			code, stdout, stderr = execute(t, "diff", card, "--node", "caspar")
+			if code != 0 || !strings.Contains(stdout, ": 0 to add, 0 to change, 0 to delete, 0 dropped from the plan,") {
+				t.Errorf("diff same: exit %d %s\n%s", code, stderr, stdout)
+			}
+			// A user overlay that adds one file and changes another.
+			ov := t.TempDir()
+			os.MkdirAll(filepath.Join(ov, "common/root/etc/motd.d"), 0o755)
+			os.MkdirAll(filepath.Join(ov, "head/root/etc"), 0o755)
+			os.WriteFile(filepath.Join(ov, "common/root/etc/motd.d/welcome"), []byte("hello\n"), 0o644)
+			os.WriteFile(filepath.Join(ov, "head/root/etc/hostname.tmpl"), []byte("{{ .Node.Hostname }}-new\n"), 0o644)
+			code, stdout, _ = execute(t, "diff", card, "--node", "caspar", "--overlays", ov)
+			for _, w := range []string{"add     root file    /etc/motd.d/welcome", "change  root file    /etc/hostname  (content differs)", ": 1 to add, 1 to change, 0 to delete"} {
+				if code != 0 || !strings.Contains(stdout, w) {
+					t.Errorf("diff with overlay lacks %q:\n%s", w, stdout)
+				}
+			}
+			// Another node's plan against caspar's card: the head's files are dropped.
+			code, stdout, _ = execute(t, "diff", card, "--node", "melchior", "--json")
+			var changes []inspect.Change
+			if err := json.Unmarshal([]byte(stdout), &changes); err != nil || code != 0 {
+				t.Fatalf("diff --json: exit %d %v", code, err)
+			}
+			found := map[string]inspect.Status{}
+			for _, c := range changes {
+				found[c.Path] = c.Status
+			}
+			if found["/etc/hostname"] != inspect.Changed || found["/etc/dhcp/dhcpd.conf"] != inspect.Dropped {
+				t.Errorf("melchior vs caspar card: hostname %q, dhcpd.conf %q", found["/etc/hostname"], found["/etc/dhcp/dhcpd.conf"])
+			}
+		})
+	}
+}
+
+func TestInspectBadInput(t *testing.T) {
+	setEnv(t)
+	dir := t.TempDir()
+	notDisk := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notDisk, []byte(strings.Repeat("text\n", 200)), 0o644)
+	for _, args := range [][]string{{"inspect", notDisk}, {"inspect", filepath.Join(dir, "missing.img")}, {"diff", notDisk, "--node", "caspar"}} {
+		code, _, stderr := execute(t, args...)
+		if code != 3 || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
+	if code, _, _ := execute(t, "diff", notDisk); code != 2 {
+		t.Errorf("diff without --node: exit %d, want 2", code)
+	}
+}
