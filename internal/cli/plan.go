@@ -15,6 +15,9 @@ func newPlan() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan NODE",
 		Short: "Print what build would write for a node, without touching any image",
+		Example: `  magibake plan caspar
+  magibake plan caspar --content                  # every file's text, secrets masked
+  magibake plan melchior --profiles ~/cluster --overlays ~/cluster/overlays`,
 		Args:  argsRule(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mtime, err := build.MTime(nil)
