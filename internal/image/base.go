@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/ulikunitz/xz"
 )
@@ -93,7 +94,10 @@ func decompress(ctx context.Context, f *os.File, path, tempDir string) (*Base, e
 	h := sha256.New()
 	// ulikunitz/xz reads byte by byte from its source: unbuffered it is ~8x slower.
 	src := bufio.NewReaderSize(io.TeeReader(f, h), 1<<20)
-	zr, err := xz.NewReader(src)
+	// One stream, as xz and the Raspberry Pi OS images make: anything after
+	// it is reported as "unexpected data after stream", not misread as the
+	// bad header of a second stream.
+	zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(src)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w: not a valid xz file: %v", path, ErrBadBase, err)
 	}
@@ -125,7 +129,8 @@ func decompress(ctx context.Context, f *os.File, path, tempDir string) (*Base, e
 		}
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("base %s: decompress into %s: %w", path, pe.Path, pe.Err)
+			// Name the directory: the temp file is gone and not the user's.
+			return nil, fmt.Errorf("base %s: decompress into %s: %w", path, filepath.Dir(pe.Path), pe.Err)
 		}
 		return nil, fmt.Errorf("base %s: %w: xz data is corrupt: %v", path, ErrBadBase, err)
 	}
