@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/magibake/magibake/internal/fixture"
+)
+
+// TestInterruptLeavesNothing builds the magibake binary, starts
+// `magibake build` on the fixture, and sends SIGINT or SIGTERM once a temp
+// file shows that it is decompressing the base or writing the output. It
+// must exit 130 and leave the output directory empty.
+func TestInterruptLeavesNothing(t *testing.T) {
+	img, imgXZ := fixture.Image(t, "bookworm")
+	bin := filepath.Join(t.TempDir(), "magibake")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/magibake")
+	build.Dir = fixture.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := append(os.Environ(),
+		"MAGIBAKE_WIFI_SSID=demo-wifi", "MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase", "MAGIBAKE_WIFI_COUNTRY=GB",
+		"MAGIBAKE_USER=pi", "MAGIBAKE_PASSWORD_HASH=$6$demosalt$0123456789abcdef", "SOURCE_DATE_EPOCH=1767225600")
+	for _, phase := range []struct {
+		name, base, temp string // temp: glob of the file that marks the phase
+	}{
+		{"decompressing the base", imgXZ, ".magibake-base-*.img"},
+		{"writing the output", img, ".caspar.img.magibake-*.tmp"},
+	} {
+		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+			t.Run(phase.name+"/"+sig.String(), func(t *testing.T) {
+				before := relSum(t, phase.base)
+				// The phase can be over before the poll sees its temp file;
+				// then the build succeeds, and we try again.
+				for attempt := 1; ; attempt++ {
+					out := t.TempDir()
+					caught, code, stderr := interrupt(t, bin, env, phase.base, out, phase.temp, sig)
+					if !caught {
+						if attempt == 10 {
+							t.Fatalf("in 10 attempts the build never showed %s before finishing", phase.temp)
+						}
+						continue
+					}
+					if code != relCodeSignal || !strings.Contains(stderr, "magibake: interrupted; no output was written") {
+						t.Errorf("exit %d, want %d; stderr %q", code, relCodeSignal, stderr)
+					}
+					if left, _ := os.ReadDir(out); len(left) > 0 {
+						t.Errorf("left in the output directory: %v", relNames(left))
+					}
+					if relSum(t, phase.base) != before {
+						t.Error("the base changed")
+					}
+					t.Logf("signal %v while %s: exit %d (attempt %d)", sig, phase.name, code, attempt)
+					return
+				}
+			})
+		}
+	}
+}
+
+// interrupt runs one build into out and sends sig when a file matching temp
+// appears there. caught is false when the build ended first.
+func interrupt(t *testing.T, bin string, env []string, base, out, temp string, sig syscall.Signal) (caught bool, code int, stderr string) {
+	t.Helper()
+	cmd := exec.Command(bin, "build", "caspar", "--base", base, "--out-dir", out)
+	cmd.Env = env
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+poll:
+	for {
+		select {
+		case err = <-done:
+			break poll
+		default:
+		}
+		if m, _ := filepath.Glob(filepath.Join(out, temp)); len(m) > 0 {
+			if serr := cmd.Process.Signal(sig); serr != nil {
+				t.Fatalf("signal: %v", serr)
+			}
+			caught = true
+			err = <-done
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		code = 0
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("wait: %v", err)
+	}
+	if !caught {
+		if code != 0 {
+			t.Fatalf("build failed before the signal: exit %d\n%s", code, errb.String())
+		}
+		os.Remove(filepath.Join(out, "caspar.img"))
+	}
+	return caught, code, errb.String()
+}
