@@ -20,6 +20,7 @@ func newPlan() *cobra.Command {
   magibake plan melchior --profiles ~/cluster --overlays ~/cluster/overlays`,
 		Args:  argsRule(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			warnSecretFiles(cmd.ErrOrStderr(), s)
 			mtime, err := build.MTime(nil)
 			if err != nil {
 				return build.InputError(err)

@@ -99,15 +99,9 @@ func (v *value) resolve(opt Options) (s string, set bool, err error) {
 		}
 		return s, true, nil
 	case v.file != "":
-		path := v.file
-		if rest, ok := strings.CutPrefix(path, "~/"); ok {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", false, fmt.Errorf("file %s: %w", v.file, err)
-			}
-			path = filepath.Join(home, rest)
-		} else if !filepath.IsAbs(path) {
-			path = filepath.Join(opt.FileBase, path)
+		path, err := v.filePath(opt)
+		if err != nil {
+			return "", false, err
 		}
 		b, err := readSecretFile(path)
 		if err != nil {
@@ -119,6 +113,23 @@ func (v *value) resolve(opt Options) (s string, set bool, err error) {
 		return strings.TrimRight(string(b), "\r\n"), true, nil
 	}
 	return v.literal, true, nil
+}
+
+// filePath is the host path of a {file: PATH} value: ~/ is the home
+// directory, a relative path is relative to opt.FileBase.
+func (v *value) filePath(opt Options) (string, error) {
+	path := v.file
+	if rest, ok := strings.CutPrefix(path, "~/"); ok {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("file %s: %w", v.file, err)
+		}
+		return filepath.Join(home, rest), nil
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(opt.FileBase, path)
+	}
+	return path, nil
 }
 
 func readSecretFile(path string) ([]byte, error) {
