@@ -276,6 +276,10 @@ func (d *download) progress() {
 		return
 	}
 	d.lastProgress = now
+	d.draw(now)
+}
+
+func (d *download) draw(now time.Time) {
 	rate := float64(d.have-d.resumedFrom) / now.Sub(d.start).Seconds()
 	if d.total > 0 {
 		fmt.Fprintf(d.f.Log, "\r%s: %s of %s (%d%%), %s/s   ", d.name, size(d.have), size(d.total), d.have*100/d.total, size(int64(rate)))
@@ -286,6 +290,7 @@ func (d *download) progress() {
 
 func (d *download) endLine() {
 	if d.f.Log != nil && d.f.Terminal && !d.lastProgress.IsZero() {
+		d.draw(time.Now()) // the last state, not the one of up to 200ms ago
 		fmt.Fprintln(d.f.Log)
 		d.lastProgress = time.Time{}
 	}
