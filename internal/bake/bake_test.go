@@ -19,9 +19,9 @@ import (
 	"github.com/magibake/magibake/internal/plan"
 )
 
-func need(t *testing.T, tools ...string) { t.Helper(); fixture.RequireTools(t, tools...) }
+func need(t testing.TB, tools ...string) { t.Helper(); fixture.RequireTools(t, tools...) }
 
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -40,7 +40,7 @@ const (
 // smallCard builds a Pi-OS-shaped card small enough for a unit test: MBR,
 // FAT32 boot (-s 4 like Pi OS) and an ext4 root made like Pi OS's, with an
 // htree /etc.
-func smallCard(t *testing.T, dir string) string {
+func smallCard(t testing.TB, dir string) string {
 	need(t, "mkfs.vfat", "mcopy", "mkfs.ext4", "e2fsck", "sfdisk")
 	tree := filepath.Join(dir, "tree")
 	for _, d := range []string{"etc/systemd/system/multi-user.target.wants", "usr/bin", "home"} {
