@@ -16,6 +16,7 @@ import (
 	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/fetch"
+	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/overlay"
@@ -29,6 +30,7 @@ type Sources struct {
 	Profiles string // directory; "" means the embedded default profiles
 	Overlays string // extra overlay directory layered over the embedded one; may be ""
 	Getenv   func(string) string
+	Log      io.Writer // progress and notes (e.g. generated host keys); nil discards
 }
 
 // Cluster loads and validates the profiles.
@@ -41,6 +43,30 @@ func (s Sources) Cluster() (*profile.Cluster, error) {
 		return nil, fmt.Errorf("profiles %s: not a directory", s.Profiles)
 	}
 	return profile.LoadDir(s.Profiles, opt)
+}
+
+// HostKeys attaches every node's SSH host key to c from the state directory
+// beside the profiles (see internal/hostkey). Missing keys are made in
+// memory; SaveHostKeys writes them.
+func (s Sources) HostKeys(c *profile.Cluster) (*hostkey.Generated, error) {
+	dir, err := hostkey.Dir(s.Profiles, s.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return hostkey.Attach(c, dir)
+}
+
+// SaveHostKeys writes the keys HostKeys made and says so on log.
+func SaveHostKeys(g *hostkey.Generated, log io.Writer) error {
+	nodes := g.Nodes()
+	if err := g.Save(); err != nil {
+		return err
+	}
+	if len(nodes) > 0 && log != nil {
+		fmt.Fprintf(log, "generated SSH host keys for %s in %s (keep this directory: it is the nodes' identity)\n",
+			strings.Join(nodes, ", "), g.Dir())
+	}
+	return nil
 }
 
 // Trees returns the overlay trees in the order they apply.
@@ -59,6 +85,16 @@ func (s Sources) Trees() ([]overlay.Tree, error) {
 func (s Sources) Plan(node string, mtime time.Time) (*plan.Plan, *profile.Cluster, error) {
 	c, err := s.Cluster()
 	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := c.Node(node); err != nil {
+		return nil, nil, err // before any host key is made
+	}
+	g, err := s.HostKeys(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := SaveHostKeys(g, s.Log); err != nil {
 		return nil, nil, err
 	}
 	trees, err := s.Trees()
@@ -109,7 +145,6 @@ type Options struct {
 	OutDir  string // --out-dir: <node>.img in this directory
 	Base    string
 	Version string
-	Log     io.Writer // progress lines; nil discards
 }
 
 // Run bakes every node of o into its output file. Plans are rendered and
@@ -135,6 +170,11 @@ func Run(ctx context.Context, o Options) error {
 		return InputError(err)
 	}
 	c, err := o.Cluster()
+	if err != nil {
+		return InputError(err)
+	}
+	// New host keys are saved only with the outputs, below.
+	keys, err := o.HostKeys(c)
 	if err != nil {
 		return InputError(err)
 	}
@@ -221,6 +261,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		staged = append(staged, s)
 		fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, size(dev.Size()), time.Since(t).Seconds())
+	}
+	if err := SaveHostKeys(keys, log); err != nil {
+		return InputError(fmt.Errorf("host key state: %w", err))
 	}
 	for len(staged) > 0 {
 		if err := staged[0].Commit(ctx); err != nil {

@@ -25,6 +25,7 @@ func newPlan() *cobra.Command {
 			if err != nil {
 				return build.InputError(err)
 			}
+			s.Log = cmd.ErrOrStderr()
 			p, _, err := s.Plan(args[0], mtime)
 			if err != nil {
 				return build.InputError(err)

@@ -45,7 +45,7 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts())
 	addStandardCommands(root)
 	return root
 }

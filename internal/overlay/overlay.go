@@ -64,6 +64,11 @@ func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	if node.HostKey.Private == "" || node.HostKey.Public == "" {
+		// A card without its node's stable key would quietly get a new
+		// identity at first boot: never render one.
+		return nil, fmt.Errorf("node %s: no SSH host key attached (internal/hostkey.Attach)", node.Hostname)
+	}
 	data := &Data{Node: node, Cluster: c, Head: c.HeadNode()}
 	for _, n := range c.Nodes {
 		if n.Role == profile.RoleWorker {

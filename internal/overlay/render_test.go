@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/overlays"
@@ -40,8 +41,30 @@ func defaultCluster(t *testing.T) *profile.Cluster {
 	return c
 }
 
+// testHostKey is a fixed key per node from testdata/hostkeys (made with
+// ssh-keygen, test use only), so that golden plans do not change from run
+// to run.
+func testHostKey(t *testing.T, node string) profile.HostKey {
+	t.Helper()
+	path := filepath.Join("testdata", "hostkeys", node, hostkey.File)
+	priv, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(path + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return profile.HostKey{Private: string(priv), Public: string(pub)}
+}
+
 func render(t *testing.T, c *profile.Cluster, node string) *plan.Plan {
 	t.Helper()
+	for i := range c.Nodes {
+		if c.Nodes[i].HostKey.Public == "" {
+			c.Nodes[i].HostKey = testHostKey(t, c.Nodes[i].Hostname)
+		}
+	}
 	p, err := Render(c, node, []Tree{{FS: overlays.FS, Display: "overlays"}}, mtime)
 	if err != nil {
 		t.Fatal(err)

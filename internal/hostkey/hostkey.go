@@ -1,0 +1,214 @@
+// Package hostkey keeps each node's SSH host key in a state directory beside
+// the profiles, so that every card baked for a node, today or after a
+// reflash, presents the same key and ssh never warns.
+package hostkey
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/magibake/magibake/internal/profile"
+)
+
+// File is the key's file name, in the state directory and in /etc/ssh.
+const File = "ssh_host_ed25519_key"
+
+// Dir is where the host keys of a profile set live: DIR/.magibake/state for
+// --profiles DIR, else $XDG_STATE_HOME/magibake/state (~/.local/state/...)
+// for the embedded profiles. $MAGIBAKE_STATE overrides both.
+func Dir(profilesDir string, getenv func(string) string) (string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if d := getenv("MAGIBAKE_STATE"); d != "" {
+		return d, nil
+	}
+	if profilesDir != "" {
+		return filepath.Join(profilesDir, ".magibake", "state"), nil
+	}
+	if d := getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "magibake", "state"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("host key state: no home directory (set MAGIBAKE_STATE): %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "magibake", "state"), nil
+}
+
+// Attach sets the host key of every node of c from dir/NODE/. Keys that do
+// not exist yet are made in memory; they reach dir only with Save, so a
+// command that fails leaves no state behind.
+func Attach(c *profile.Cluster, dir string) (*Generated, error) {
+	g := &Generated{dir: dir}
+	for i := range c.Nodes {
+		n := &c.Nodes[i]
+		k, err := Load(dir, n.Hostname)
+		if errors.Is(err, fs.ErrNotExist) {
+			if k, err = New(n.Hostname, rand.Reader); err == nil {
+				g.nodes = append(g.nodes, n.Hostname)
+				g.keys = append(g.keys, k)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		n.HostKey = k
+	}
+	return g, nil
+}
+
+// Generated holds the keys Attach made, not yet saved.
+type Generated struct {
+	dir   string
+	nodes []string
+	keys  []profile.HostKey
+}
+
+// Nodes returns the names of the nodes whose key was made now.
+func (g *Generated) Nodes() []string { return g.nodes }
+
+// Dir returns the state directory the keys are saved in.
+func (g *Generated) Dir() string { return g.dir }
+
+// Save writes the generated keys to the state directory, never over a key
+// that is already there.
+func (g *Generated) Save() error {
+	for i, n := range g.nodes {
+		if err := save(g.dir, n, g.keys[i]); err != nil {
+			return err
+		}
+	}
+	g.nodes, g.keys = nil, nil
+	return nil
+}
+
+// New makes an ed25519 host key for node from the randomness in r.
+func New(node string, r io.Reader) (profile.HostKey, error) {
+	_, priv, err := ed25519.GenerateKey(r)
+	if err != nil {
+		return profile.HostKey{}, fmt.Errorf("host key for %s: %w", node, err)
+	}
+	return encode(node, priv)
+}
+
+func encode(node string, priv ed25519.PrivateKey) (profile.HostKey, error) {
+	comment := "root@" + node
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
+		return profile.HostKey{}, fmt.Errorf("host key for %s: %w", node, err)
+	}
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		return profile.HostKey{}, fmt.Errorf("host key for %s: %w", node, err)
+	}
+	line := strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(pub)), "\n") + " " + comment + "\n"
+	return profile.HostKey{Private: string(pem.EncodeToMemory(block)), Public: line}, nil
+}
+
+// Load reads node's key from dir/NODE/. A missing key is fs.ErrNotExist; a
+// key readable by others, unparsable, or whose .pub does not match is an
+// error naming the file.
+func Load(dir, node string) (profile.HostKey, error) {
+	path := filepath.Join(dir, node, File)
+	st, err := os.Stat(path)
+	if err != nil {
+		return profile.HostKey{}, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return profile.HostKey{}, fmt.Errorf("%s: mode %04o lets others read this private host key; run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return profile.HostKey{}, err
+	}
+	key, err := ssh.ParseRawPrivateKey(raw)
+	if err != nil {
+		return profile.HostKey{}, fmt.Errorf("%s: not an OpenSSH private key: %w", path, err)
+	}
+	priv, ok := key.(*ed25519.PrivateKey)
+	if !ok {
+		return profile.HostKey{}, fmt.Errorf("%s: a %T, want an ed25519 key", path, key)
+	}
+	k, err := encode(node, *priv)
+	if err != nil {
+		return profile.HostKey{}, err
+	}
+	// Keep the file's own bytes: re-encoding draws a fresh check value.
+	k.Private = string(raw)
+	pubPath := path + ".pub"
+	pubRaw, err := os.ReadFile(pubPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return profile.HostKey{}, fmt.Errorf("%s: missing beside its private key (delete both to get a new key, or restore it)", pubPath)
+		}
+		return profile.HostKey{}, fmt.Errorf("%s: %v", pubPath, errors.Unwrap(err))
+	}
+	if !samePublic(pubRaw, k.Public) {
+		return profile.HostKey{}, fmt.Errorf("%s: does not match the private key %s", pubPath, path)
+	}
+	return k, nil
+}
+
+// samePublic compares the key type and data of two authorized_keys lines,
+// ignoring the comment.
+func samePublic(a []byte, b string) bool {
+	fa, fb := bytes.Fields(a), strings.Fields(b)
+	return len(fa) >= 2 && len(fb) >= 2 && string(fa[0]) == fb[0] && string(fa[1]) == fb[1]
+}
+
+func save(dir, node string, k profile.HostKey) error {
+	d := filepath.Join(dir, node)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("host key state: %w", err)
+	}
+	path := filepath.Join(d, File)
+	// O_EXCL: never overwrite a key that appeared meanwhile.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("host key state: %w", err)
+	}
+	if _, err := f.WriteString(k.Private); err != nil {
+		f.Close()
+		return fmt.Errorf("host key state: %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("host key state: %s: %w", path, err)
+	}
+	if err := os.WriteFile(path+".pub", []byte(k.Public), 0o644); err != nil {
+		return fmt.Errorf("host key state: %w", err)
+	}
+	return nil
+}
+
+// KnownHosts returns one ~/.ssh/known_hosts line per node with a key: its
+// name, NAME.DOMAIN, and its cluster address when it has a fixed one.
+func KnownHosts(c *profile.Cluster) string {
+	var b strings.Builder
+	for _, n := range c.Nodes {
+		if n.HostKey.Public == "" {
+			continue
+		}
+		names := []string{n.Hostname}
+		if c.Domain != "" {
+			names = append(names, n.Hostname+"."+c.Domain)
+		}
+		if n.Address.IsValid() {
+			names = append(names, n.Address.String())
+		}
+		f := strings.Fields(n.HostKey.Public)
+		fmt.Fprintf(&b, "%s %s %s\n", strings.Join(names, ","), f[0], f[1])
+	}
+	return b.String()
+}

@@ -1,0 +1,194 @@
+package hostkey
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/magibake/magibake/internal/profile"
+)
+
+func cluster() *profile.Cluster {
+	c := &profile.Cluster{Domain: "cluster"}
+	for _, n := range []string{"caspar", "balthasar"} {
+		c.Nodes = append(c.Nodes, profile.Node{Hostname: n})
+	}
+	return c
+}
+
+// TestAttachGeneratesOnceThenKeeps: the first call makes the keys, every
+// later call (a rebake, a reflash) returns the very same files.
+func TestAttachGeneratesOnceThenKeeps(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".magibake", "state")
+	c1 := cluster()
+	gen, err := Attach(c1, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(gen.Nodes(), ",") != "caspar,balthasar" {
+		t.Errorf("generated %v, want both nodes", gen.Nodes())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("Attach wrote to %s before Save: %v", dir, err)
+	}
+	if err := gen.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := cluster()
+	gen, err = Attach(c2, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gen.Nodes()) != 0 {
+		t.Errorf("second Attach generated %v", gen.Nodes())
+	}
+	for i := range c1.Nodes {
+		if c1.Nodes[i].HostKey != c2.Nodes[i].HostKey {
+			t.Errorf("%s: key changed between two loads", c1.Nodes[i].Hostname)
+		}
+	}
+	if c1.Nodes[0].HostKey == c1.Nodes[1].HostKey {
+		t.Error("two nodes got the same key")
+	}
+	for _, n := range c1.Nodes {
+		key := filepath.Join(dir, n.Hostname, File)
+		for path, want := range map[string]os.FileMode{filepath.Dir(key): 0o700 | os.ModeDir, key: 0o600, key + ".pub": 0o644} {
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode() != want {
+				t.Errorf("%s: mode %v, want %v", path, st.Mode(), want)
+			}
+		}
+		if got, _ := os.ReadFile(key); string(got) != n.HostKey.Private {
+			t.Errorf("%s: the file is not the attached key", key)
+		}
+	}
+}
+
+// TestOpenSSHReadsTheKeys: ssh-keygen derives from our private key file
+// the public key we wrote, and reads our known_hosts lines.
+func TestOpenSSHReadsTheKeys(t *testing.T) {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Fatal("ssh-keygen not found: apt-get install -y openssh-client")
+	}
+	dir := t.TempDir()
+	c := cluster()
+	c.Nodes[0].Address = mustAddr(t, "10.3.50.1")
+	attach(t, c, dir)
+	for _, n := range c.Nodes {
+		out, err := exec.Command("ssh-keygen", "-y", "-f", filepath.Join(dir, n.Hostname, File)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh-keygen -y: %v\n%s", err, out)
+		}
+		if !samePublic(out, n.HostKey.Public) {
+			t.Errorf("%s: ssh-keygen -y gives %q, we wrote %q", n.Hostname, out, n.HostKey.Public)
+		}
+		if !strings.HasSuffix(strings.TrimSpace(n.HostKey.Public), " root@"+n.Hostname) {
+			t.Errorf("%s: public key comment: %q", n.Hostname, n.HostKey.Public)
+		}
+	}
+	kh := KnownHosts(c)
+	want := "caspar,caspar.cluster,10.3.50.1 ssh-ed25519 "
+	if !strings.HasPrefix(kh, want) || strings.Count(kh, "\n") != 2 || !strings.Contains(kh, "\nbalthasar,balthasar.cluster ssh-ed25519 ") {
+		t.Errorf("known_hosts:\n%s", kh)
+	}
+	khFile := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(khFile, []byte(kh), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"caspar", "caspar.cluster", "10.3.50.1", "balthasar.cluster"} {
+		out, err := exec.Command("ssh-keygen", "-F", name, "-f", khFile).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ssh-ed25519") {
+			t.Errorf("ssh-keygen -F %s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		mangle  func(t *testing.T, key string)
+		wantErr string
+	}{
+		{"readable by others", func(t *testing.T, key string) { chmod(t, key, 0o644) }, "mode 0644 lets others read"},
+		{"not a key", func(t *testing.T, key string) { write(t, key, "hello\n", 0o600) }, "not an OpenSSH private key"},
+		{"pub of another key", func(t *testing.T, key string) {
+			other, err := New("x", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(t, key+".pub", other.Public, 0o644)
+		}, "does not match the private key"},
+		{"pub missing", func(t *testing.T, key string) { os.Remove(key + ".pub") }, "delete both to get a new key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			attach(t, cluster(), dir)
+			key := filepath.Join(dir, "caspar", File)
+			tc.mangle(t, key)
+			_, err := Attach(cluster(), dir)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), key) {
+				t.Errorf("got %v, want an error naming %s with %q", err, key, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestDir(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	cases := []struct {
+		profiles string
+		env      map[string]string
+		want     string
+	}{
+		{"/p", nil, "/p/.magibake/state"},
+		{"", map[string]string{"XDG_STATE_HOME": "/x"}, "/x/magibake/state"},
+		{"/p", map[string]string{"MAGIBAKE_STATE": "/s"}, "/s"},
+	}
+	for _, c := range cases {
+		got, err := Dir(c.profiles, env(c.env))
+		if err != nil || got != c.want {
+			t.Errorf("Dir(%q, %v) = %q, %v; want %q", c.profiles, c.env, got, err, c.want)
+		}
+	}
+}
+
+func chmod(t *testing.T, p string, m os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(p, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func write(t *testing.T, p, s string, m os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func attach(t *testing.T, c *profile.Cluster, dir string) {
+	t.Helper()
+	g, err := Attach(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Save(); err != nil {
+		t.Fatal(err)
+	}
+}
