@@ -16,7 +16,7 @@ DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-pass
                  MAGIBAKE_WIFI_COUNTRY=GB MAGIBAKE_USER=pi \
                  MAGIBAKE_PASSWORD_HASH='$$6$$demosalt$$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1'
 
-.PHONY: all build test e2e demo tools e2e-tools fixture clean print-apt-packages
+.PHONY: all build test e2e fuzz demo tools e2e-tools fixture clean print-apt-packages
 
 all: build
 
@@ -29,6 +29,15 @@ test: tools
 	$(GO) vet ./...
 	$(GO) test -timeout 45m ./...
 	$(MAKE) e2e
+
+# Every fuzz target for FUZZTIME each; not in `make test` (5 x 30 s), whose
+# go test runs the seeds. See docs/reliability.md.
+FUZZTIME      ?= 30s
+FUZZ_TARGETS  := internal/profile:FuzzLoad internal/ext4:FuzzCorruptImage internal/image:FuzzReadLayout \
+                 internal/image:FuzzOpenBase internal/bake:FuzzApply
+fuzz: tools
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== $$t"; \
+		$(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME); done
 
 # Boot the three baked cards as a cluster under QEMU and check them.
 e2e: tools e2e-tools
