@@ -109,6 +109,11 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 		"base": func(f string, v *yaml.Node) {
 			l.base(d, c, f, v)
 		},
+		"kubernetes": func(f string, v *yaml.Node) {
+			if b, ok := d.boolean(f, v); ok {
+				c.Kubernetes = b
+			}
+		},
 	})
 	if !ok {
 		return

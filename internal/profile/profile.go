@@ -46,7 +46,10 @@ type Cluster struct {
 	// installs from (isc-dhcp-server, iptables and their dependencies), so
 	// it needs no network; "" installs with apt instead.
 	OfflineDebs string
-	Nodes       []Node // head first, then workers sorted by hostname
+	// Kubernetes prepares every node for k3s/kubeadm: memory cgroup on the
+	// kernel command line, swap off, the bridge modules and sysctls.
+	Kubernetes bool
+	Nodes      []Node // head first, then workers sorted by hostname
 	// Digest is the hex sha256 over the raw profile files (sorted by name,
 	// each "name\x00bytes\x00"); secrets given via env or file are not in it.
 	Digest string

@@ -714,3 +714,45 @@ func TestOfflineDebs(t *testing.T) {
 		t.Errorf("OfflineDebs = %q, want %q", c.OfflineDebs, debs)
 	}
 }
+
+// TestKubernetes: the option is off unless cluster.yaml says true, and a
+// value that is not a boolean is an error at its line.
+func TestKubernetes(t *testing.T) {
+	const last = "  sha256: " + sum + "\n" // line 24 of validCluster
+	tests := []struct {
+		name  string
+		line  string // appended after the last line of validCluster
+		want  bool
+		where string // "" for no problem
+		msg   string
+	}{
+		{name: "absent", want: false},
+		{name: "true", line: "kubernetes: true\n", want: true},
+		{name: "false", line: "kubernetes: false\n", want: false},
+		{name: "not a boolean", line: "kubernetes: k3s\n", where: "cluster.yaml:25: kubernetes", msg: `want true or false, got "k3s"`},
+		{name: "a mapping", line: "kubernetes: {enabled: true}\n", where: "cluster.yaml:25: kubernetes", msg: "want true or false, got a mapping"},
+		// As for every optional key, an empty value counts as absent.
+		{name: "empty", line: "kubernetes:\n", want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadDir(writeDir(t, edit(t, []string{last, last + tt.line}, nil)), Options{Getenv: noEnv})
+			if tt.where == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Kubernetes != tt.want {
+					t.Errorf("Kubernetes = %v, want %v", c.Kubernetes, tt.want)
+				}
+				return
+			}
+			ps := problems(t, err)
+			if len(ps) != 1 {
+				t.Fatalf("got %d problems (%v), want 1", len(ps), err)
+			}
+			if got := ps[0].Error(); !strings.Contains(got, tt.where+": ") || !strings.Contains(got, tt.msg) {
+				t.Errorf("problem %q, want %q and %q", got, tt.where, tt.msg)
+			}
+		})
+	}
+}

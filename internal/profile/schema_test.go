@@ -93,6 +93,7 @@ user:
 base:
   url: https://downloads.example/x.img.xz
   sha256: ` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `
+kubernetes: true
 `
 
 const fullNode = "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:03\naddress: 10.3.50.2\n"
@@ -151,6 +152,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"unknown value key", "cluster", "passphrase: {env: PSK}", "passphrase: {variable: PSK}"},
 		{"hidden not bool", "cluster", "hidden: true", "hidden: sometimes"},
 		{"base without sha256", "cluster", "  sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", ""},
+		{"kubernetes not bool", "cluster", "kubernetes: true", "kubernetes: k3s"},
 		{"missing user", "cluster", "user:\n  name: pi\n", "person:\n  name: pi\n"},
 		{"unknown role", "node", "role: worker", "role: boss"},
 		{"unknown node key", "node", "role: worker", "role: worker\nip: 10.3.50.2"},
