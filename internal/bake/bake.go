@@ -27,11 +27,11 @@ const ManifestPath = "/etc/magibake/manifest.json"
 // by reading everything back through freshly opened filesystems.
 func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.Plan, info Info) (*Manifest, error) {
 	m := newManifest(p, info)
-	mop, err := m.op(p.MTime)
+	written, err := withManifest(p, m)
 	if err != nil {
 		return nil, err
 	}
-	all := append(append([]plan.Op(nil), p.Ops...), mop)
+	all := written.Ops
 	for _, part := range []plan.Partition{plan.Boot, plan.Root} {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -54,7 +54,7 @@ func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.
 			return nil, err
 		}
 	}
-	if err := Verify(dev, layout, &plan.Plan{Node: p.Node, Ops: all, MTime: p.MTime}); err != nil {
+	if err := Verify(dev, layout, written); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -145,7 +146,9 @@ func TestApplyToSmallCard(t *testing.T) {
 		t.Errorf("manifest has %d entries for %d ops", len(m.Files), len(p.Ops))
 	}
 	out := filepath.Join(dir, "out.img")
-	if err := output.Write(context.Background(), out, dev, dev.Size()); err != nil {
+	if err := output.Write(context.Background(), out, dev, dev.Size(), func(r io.ReaderAt, size int64) error {
+		return VerifyCard(r, size, layout, p, m)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if fileSum(t, disk) != before {

@@ -69,3 +69,14 @@ func (m *Manifest) op(mtime time.Time) (plan.Op, error) {
 	return plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: ManifestPath, Mode: 0o644,
 		Content: append(data, '\n'), Source: "magibake"}, nil
 }
+
+// withManifest is p followed by the operation that writes m: everything
+// Apply writes, and so everything a verification reads back.
+func withManifest(p *plan.Plan, m *Manifest) (*plan.Plan, error) {
+	mop, err := m.op(p.MTime)
+	if err != nil {
+		return nil, err
+	}
+	ops := append(append(make([]plan.Op, 0, len(p.Ops)+1), p.Ops...), mop)
+	return &plan.Plan{Node: p.Node, Ops: ops, MTime: p.MTime}, nil
+}

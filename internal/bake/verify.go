@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 
@@ -13,6 +14,27 @@ import (
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/plan"
 )
+
+// VerifyCard checks a finished card image, size bytes read through r (the
+// output file opened afresh, not the device it was copied from): its
+// partition table must still be layout, the one Apply baked into, and every
+// path of p and the manifest m that Apply returned must read back as written.
+func VerifyCard(r io.ReaderAt, size int64, layout image.Layout, p *plan.Plan, m *Manifest) error {
+	got, err := image.ReadLayout(r, size)
+	if err != nil {
+		// ReadLayout speaks of a base image; here the card is what we wrote.
+		return fmt.Errorf("verify: partition table: %s", strings.TrimPrefix(err.Error(), image.ErrBadBase.Error()+": "))
+	}
+	if got != layout {
+		return fmt.Errorf("verify: partition table reads back as %+v, the card was baked as %+v", got, layout)
+	}
+	written, err := withManifest(p, m)
+	if err != nil {
+		return err
+	}
+	// The device only reads through to r: it has no pages of its own.
+	return Verify(image.NewDevice(r, size), layout, written)
+}
 
 // Verify reads every path of p back through freshly opened filesystems on
 // dev and checks it holds what the last operation on that path asked for.

@@ -145,12 +145,18 @@ type Options struct {
 	OutDir  string // --out-dir: <node>.img in this directory
 	Base    string
 	Version string
+
+	// tamper, set only by tests, runs between the write of a staged output
+	// and its read-back, to change the file as a faulty disk or writer would.
+	tamper func() error
 }
 
 // Run bakes every node of o into its output file. Plans are rendered and
 // outputs checked before the base is touched, the base is decompressed once,
-// and the outputs appear together, only when all are complete: on any error
-// or cancellation none is written. Errors are *Error with their Class.
+// each output is read back through a fresh open of its temp file
+// (bake.VerifyCard) before any is renamed into place, and the outputs appear
+// together, only when all are complete and verified: on any error or
+// cancellation none is written. Errors are *Error with their Class.
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
 	if log == nil {
@@ -243,7 +249,8 @@ func Run(ctx context.Context, o Options) error {
 	for _, j := range jobs {
 		t := time.Now()
 		dev := image.NewDevice(base, base.Size())
-		if _, err := bake.Apply(ctx, dev, layout, j.plan, info); err != nil {
+		m, err := bake.Apply(ctx, dev, layout, j.plan, info)
+		if err != nil {
 			cls := bakeClass(err)
 			if cls == Input && !errors.Is(err, ext4.ErrNoSpace) {
 				// The base's root filesystem is the problem, not the plan.
@@ -251,7 +258,15 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
 		}
-		s, err := output.Stage(ctx, j.out, dev, dev.Size())
+		check := func(r io.ReaderAt, size int64) error {
+			if o.tamper != nil {
+				if err := o.tamper(); err != nil {
+					return err
+				}
+			}
+			return bake.VerifyCard(r, size, layout, j.plan, m)
+		}
+		s, err := output.Stage(ctx, j.out, dev, dev.Size(), check)
 		if err != nil {
 			cls := Internal
 			if hostInput(err) {

@@ -26,11 +26,16 @@ func Supported(path string) error {
 	return nil
 }
 
+// Check reads a staged output back through r, a fresh read-only open of
+// its temp file holding size bytes, and says what is wrong with it, if anything.
+type Check func(r io.ReaderAt, size int64) error
+
 // Write copies size bytes of src to path: into a temp file in the same
-// directory, zero runs left as holes, synced, then renamed over path. On any
-// error or cancellation the temp file is removed and path is untouched.
-func Write(ctx context.Context, path string, src io.ReaderAt, size int64) error {
-	s, err := Stage(ctx, path, src, size)
+// directory, zero runs left as holes, synced, read back by check (see
+// Stage), then renamed over path. On any error or cancellation the temp file
+// is removed and path is untouched.
+func Write(ctx context.Context, path string, src io.ReaderAt, size int64, check Check) error {
+	s, err := Stage(ctx, path, src, size, check)
 	if err != nil {
 		return err
 	}
@@ -44,8 +49,12 @@ type Staged struct {
 }
 
 // Stage does the work of Write except the final rename, so that several
-// outputs can appear together or not at all.
-func Stage(ctx context.Context, path string, src io.ReaderAt, size int64) (_ *Staged, err error) {
+// outputs can appear together or not at all. Once the temp file is synced
+// and closed, Stage opens it again and hands it to check (nil: no check):
+// what is verified is what the file holds, not the source it was copied
+// from. The read goes through the kernel's page cache, so it proves the
+// copy, the holes and the length, not the storage medium.
+func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check Check) (_ *Staged, err error) {
 	if err := Supported(path); err != nil {
 		return nil, err
 	}
@@ -91,7 +100,32 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64) (_ *St
 	if err := tmp.Close(); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
+	if check != nil {
+		if err := readBack(ctx, tmp.Name(), size, check); err != nil {
+			return nil, fmt.Errorf("output %s: read back after writing: %w", path, err)
+		}
+	}
 	return &Staged{path: path, tmp: tmp.Name()}, nil
+}
+
+// readBack opens the written temp file afresh, read-only, and runs check on it.
+func readBack(ctx context.Context, tmp string, size int64, check Check) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return unwrapPath(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return unwrapPath(err)
+	}
+	if st.Size() != size {
+		return fmt.Errorf("file is %d bytes, %d were written", st.Size(), size)
+	}
+	return check(f, size)
 }
 
 // Commit renames the staged file over its path, unless ctx was cancelled, in
