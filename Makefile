@@ -16,7 +16,7 @@ DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-pass
                  MAGIBAKE_WIFI_COUNTRY=GB MAGIBAKE_USER=pi \
                  MAGIBAKE_PASSWORD_HASH='$$6$$demosalt$$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1'
 
-.PHONY: all build test e2e fuzz demo tools e2e-tools fixture clean print-apt-packages
+.PHONY: all build test lint e2e fuzz demo tools e2e-tools fixture clean print-apt-packages
 
 all: build
 
@@ -27,8 +27,20 @@ build:
 # root (network namespaces, the rootfs build): run as root or with sudo.
 test: tools
 	$(GO) vet ./...
+	$(MAKE) lint
 	$(GO) test -timeout 45m ./...
 	$(MAKE) e2e
+
+# actionlint on .github/workflows, built by go run at a pinned version from
+# the Go module proxy: nothing to install. The module cache is asked first,
+# so once fetched it runs offline (about 20 s the first time, under a second
+# after). shellcheck checks the run: scripts; actionlint would silently skip
+# them without it, so its absence is an error.
+ACTIONLINT    := github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+lint:
+	@command -v shellcheck >/dev/null || { echo "lint: shellcheck not found: sudo apt-get install -y shellcheck"; exit 1; }
+	GOPROXY="file://$$($(GO) env GOMODCACHE)/cache/download,$$($(GO) env GOPROXY)" \
+		$(GO) run $(ACTIONLINT) -shellcheck="$$(command -v shellcheck)" -pyflakes=
 
 # Every fuzz target for FUZZTIME each; not in `make test` (5 x 30 s), whose
 # go test runs the seeds. See docs/reliability.md.
