@@ -1,0 +1,201 @@
+package xzra
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+	"hash/crc32"
+	"hash/crc64"
+	"io"
+
+	"github.com/ulikunitz/xz/lzma"
+)
+
+const lzma2FilterID = 0x21
+
+// maxDictCap bounds the dictionary a block header may ask for, so a hostile
+// header cannot make each worker allocate 4 GiB.
+const maxDictCap = 1 << 30
+
+var crc64Table = crc64.MakeTable(crc64.ECMA)
+
+// filterNames names the filters xz knows, for the refusal message.
+var filterNames = map[uint64]string{
+	0x03: "delta", 0x04: "x86 BCJ", 0x05: "PowerPC BCJ", 0x06: "IA-64 BCJ",
+	0x07: "ARM BCJ", 0x08: "ARM-Thumb BCJ", 0x09: "SPARC BCJ", 0x0a: "ARM64 BCJ",
+	0x0b: "RISC-V BCJ", 0x21: "LZMA2",
+}
+
+func newCheck(check byte) hash.Hash {
+	switch check {
+	case CheckCRC32:
+		return crc32.NewIEEE()
+	case CheckCRC64:
+		return crc64.New(crc64Table)
+	case CheckSHA256:
+		return sha256.New()
+	}
+	return nil
+}
+
+var checkNames = map[byte]string{CheckNone: "None", CheckCRC32: "CRC32", CheckCRC64: "CRC64", CheckSHA256: "SHA-256"}
+
+// decodeBlock decodes block i of the file r into w, verifying its header,
+// sizes, padding and check. buf is scratch space for the copy.
+func decodeBlock(r io.ReaderAt, b Block, i int, w io.Writer, buf []byte) error {
+	csize, err := checkSize(b.Check)
+	if err != nil {
+		return err
+	}
+	first := make([]byte, 1)
+	if _, err := r.ReadAt(first, b.Offset); err != nil {
+		return errorf("block %d: read header: %v", i, err)
+	}
+	if first[0] == 0 {
+		return errorf("block %d at byte %d: an index where the index says a block is (damaged index?)", i, b.Offset)
+	}
+	hlen := (int64(first[0]) + 1) * 4
+	if hlen+int64(csize) >= b.UnpaddedSize {
+		return errorf("block %d at byte %d: header larger than the block", i, b.Offset)
+	}
+	hdr := make([]byte, hlen)
+	if _, err := r.ReadAt(hdr, b.Offset); err != nil {
+		return errorf("block %d: read header: %v", i, err)
+	}
+	if crc32.ChecksumIEEE(hdr[:hlen-4]) != binary.LittleEndian.Uint32(hdr[hlen-4:]) {
+		return errorf("block %d at byte %d: header CRC32 mismatch", i, b.Offset)
+	}
+	compLen := b.UnpaddedSize - hlen - int64(csize)
+	dictCap, err := parseBlockHeader(hdr[1:hlen-4], i, compLen, b.UncompressedSize)
+	if err != nil {
+		return err
+	}
+	// A dictionary larger than the block's output is never used.
+	dictCap = max(lzma.MinDictCap, min(dictCap, b.UncompressedSize))
+	if dictCap > maxDictCap {
+		return errorf("block %d: dictionary of %d bytes is too large", i, dictCap)
+	}
+
+	src := bufio.NewReaderSize(io.NewSectionReader(r, b.Offset+hlen, compLen), 1<<18)
+	lr, err := lzma.Reader2Config{DictCap: int(dictCap)}.NewReader2(src)
+	if err != nil {
+		return errorf("block %d: %v", i, err)
+	}
+	sum := newCheck(b.Check)
+	var n int64
+	for {
+		k, rerr := io.ReadFull(lr, buf)
+		if k > 0 {
+			n += int64(k)
+			if n > b.UncompressedSize {
+				return errorf("block %d decodes to more than the %d bytes the index says", i, b.UncompressedSize)
+			}
+			if sum != nil {
+				sum.Write(buf[:k])
+			}
+			if _, err := w.Write(buf[:k]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && lr.EOS() {
+			break
+		}
+		if rerr != nil {
+			return errorf("block %d: LZMA2 data is corrupt: %v", i, rerr)
+		}
+	}
+	if !lr.EOS() {
+		return errorf("block %d: LZMA2 data ends without its end marker", i)
+	}
+	if n != b.UncompressedSize {
+		return errorf("block %d decodes to %d bytes, the index says %d", i, n, b.UncompressedSize)
+	}
+	if _, err := src.ReadByte(); err != io.EOF {
+		return errorf("block %d: data after the LZMA2 end marker", i)
+	}
+	pad := (4 - compLen%4) % 4
+	tail := make([]byte, pad+int64(csize))
+	if _, err := r.ReadAt(tail, b.Offset+hlen+compLen); err != nil {
+		return errorf("block %d: read check: %v", i, err)
+	}
+	if !allZero(tail[:pad]) {
+		return errorf("block %d: non-zero block padding", i)
+	}
+	if sum != nil && !bytes.Equal(tail[pad:], stored(sum, b.Check)) {
+		return errorf("checksum error for block %d (%s)", i, checkNames[b.Check])
+	}
+	return nil
+}
+
+// stored is the check as the file stores it: CRCs little-endian, SHA-256
+// as is (Go's hashes give the CRCs big-endian).
+func stored(h hash.Hash, check byte) []byte {
+	s := h.Sum(nil)
+	if check == CheckCRC32 || check == CheckCRC64 {
+		for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+			s[i], s[j] = s[j], s[i]
+		}
+	}
+	return s
+}
+
+// parseBlockHeader checks the block flags, optional sizes and filter flags
+// (p excludes the size byte and the CRC32) and returns the LZMA2 dictionary
+// size.
+func parseBlockHeader(p []byte, i int, compLen, uncompLen int64) (int64, error) {
+	flags := p[0]
+	p = p[1:]
+	if flags&0x3c != 0 {
+		return 0, errorf("block %d: reserved header flags set", i)
+	}
+	if flags&0x40 != 0 {
+		v, n := uvarint(p)
+		if n <= 0 || int64(v) != compLen {
+			return 0, errorf("block %d: compressed size in its header does not match the index", i)
+		}
+		p = p[n:]
+	}
+	if flags&0x80 != 0 {
+		v, n := uvarint(p)
+		if n <= 0 || int64(v) != uncompLen {
+			return 0, errorf("block %d: uncompressed size in its header does not match the index", i)
+		}
+		p = p[n:]
+	}
+	nfilters := int(flags&3) + 1
+	var dictCap int64
+	for f := 0; f < nfilters; f++ {
+		id, n := uvarint(p)
+		if n <= 0 {
+			return 0, errorf("block %d: bad filter flags", i)
+		}
+		p = p[n:]
+		plen, n := uvarint(p)
+		if n <= 0 || plen > uint64(len(p)-n) {
+			return 0, errorf("block %d: bad filter flags", i)
+		}
+		props := p[n : n+int(plen)]
+		p = p[n+int(plen):]
+		if id != lzma2FilterID || nfilters != 1 {
+			name := filterNames[id]
+			if name == "" {
+				name = "unknown"
+			}
+			return 0, errorf("block %d uses the %s filter (%#x); only plain LZMA2 blocks are supported (no BCJ or delta filters)", i, name, id)
+		}
+		if len(props) != 1 {
+			return 0, errorf("block %d: bad LZMA2 filter properties", i)
+		}
+		dc, err := lzma.DecodeDictCap(props[0])
+		if err != nil {
+			return 0, errorf("block %d: bad LZMA2 dictionary size", i)
+		}
+		dictCap = dc
+	}
+	if !allZero(p) {
+		return 0, errorf("block %d: non-zero header padding", i)
+	}
+	return dictCap, nil
+}
