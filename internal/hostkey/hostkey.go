@@ -176,6 +176,11 @@ func save(dir, node string, k profile.HostKey) error {
 	path := filepath.Join(d, File)
 	// O_EXCL: never overwrite a key that appeared meanwhile.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		// Two magibake runs on a fresh state directory: the first to save
+		// wins, and this run's cards carry a key that is not kept.
+		return fmt.Errorf("%s: another magibake saved a host key for %s while this one ran; run again to use it", path, node)
+	}
 	if err != nil {
 		return fmt.Errorf("host key state: %w", err)
 	}

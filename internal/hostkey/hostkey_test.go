@@ -192,3 +192,29 @@ func attach(t *testing.T, c *profile.Cluster, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// Two runs that both made a key for a node: the second to save is told,
+// and the saved key stays the first one.
+func TestSaveRace(t *testing.T) {
+	dir := t.TempDir()
+	a, b := cluster(), cluster()
+	ga, err := Attach(a, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, err := Attach(b, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ga.Save(); err != nil {
+		t.Fatal(err)
+	}
+	err = gb.Save()
+	if err == nil || !strings.Contains(err.Error(), "another magibake saved a host key for caspar") {
+		t.Fatalf("second save: %v", err)
+	}
+	k, err := Load(dir, "caspar")
+	if err != nil || k != a.Nodes[0].HostKey {
+		t.Errorf("saved key is not the first run's: %v", err)
+	}
+}
