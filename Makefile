@@ -29,6 +29,7 @@ test: tools
 	$(GO) vet ./...
 	$(MAKE) lint
 	$(GO) test -timeout 45m ./...
+	$(MAKE) fuzz
 	$(MAKE) e2e
 
 # actionlint on .github/workflows, built by go run at a pinned version from
@@ -42,8 +43,8 @@ lint:
 	GOPROXY="file://$$($(GO) env GOMODCACHE)/cache/download,$$($(GO) env GOPROXY)" \
 		$(GO) run $(ACTIONLINT) -shellcheck="$$(command -v shellcheck)" -pyflakes=
 
-# Every fuzz target for FUZZTIME each; not in `make test` (5 x 30 s), whose
-# go test runs the seeds. See docs/reliability.md.
+# Every fuzz target for FUZZTIME each (5 x 30 s in `make test`, so CI fuzzes
+# every run; go test alone runs only the seeds). See docs/reliability.md.
 FUZZTIME      ?= 30s
 FUZZ_TARGETS  := internal/profile:FuzzLoad internal/ext4:FuzzCorruptImage internal/image:FuzzReadLayout \
                  internal/image:FuzzOpenBase internal/bake:FuzzApply
