@@ -1,5 +1,6 @@
-// Package output writes finished card images: sparse, to a temp file beside
-// the target, renamed into place only when complete.
+// Package output writes finished card images: sparse .img, .img.zst or
+// .img.xz, to a temp file beside the target, renamed into place only when
+// complete and verified.
 package output
 
 import (
@@ -9,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // chunk is the unit of the sparse copy: all-zero chunks become holes.
@@ -17,13 +17,8 @@ const chunk = 1 << 20
 
 // Supported says whether path names a format Write can produce, and if not why.
 func Supported(path string) error {
-	lower := strings.ToLower(path)
-	for _, ext := range []string{".xz", ".zst", ".gz", ".zip"} {
-		if strings.HasSuffix(lower, ext) {
-			return fmt.Errorf("output %s: compressed outputs (%s) are not supported yet; write a .img and compress it", path, ext)
-		}
-	}
-	return nil
+	_, err := FormatOf(path)
+	return err
 }
 
 // Check reads a staged output back through r, a fresh read-only open of
@@ -54,17 +49,24 @@ type Staged struct {
 // what is verified is what the file holds, not the source it was copied
 // from. The read goes through the kernel's page cache, so it proves the
 // copy, the holes and the length, not the storage medium.
+//
+// Compressed formats (.zst, .xz) cannot be checked in place: check runs on
+// src before it is compressed, and the temp file is then opened again and
+// decoded in full, and must decode to exactly the checked bytes.
 func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check Check) (_ *Staged, err error) {
-	if err := Supported(path); err != nil {
+	format, err := FormatOf(path)
+	if err != nil {
 		return nil, err
 	}
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+	switch format {
+	case Zstd:
+		return stageCompressed(ctx, path, src, size, check, encodeZstd)
+	case XZ:
+		return stageCompressed(ctx, path, src, size, check, encodeXZ)
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".magibake-*.tmp")
+	tmp, err := createTemp(path)
 	if err != nil {
-		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -91,13 +93,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 	if err := tmp.Truncate(size); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
-	if err := tmp.Sync(); err != nil {
-		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
-	}
-	if err := tmp.Close(); err != nil {
+	if err := finish(tmp); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	if check != nil {
@@ -106,6 +102,31 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 		}
 	}
 	return &Staged{path: path, tmp: tmp.Name()}, nil
+}
+
+// createTemp makes the temp file for path in the same directory, so that the
+// final rename is atomic.
+func createTemp(path string) (*os.File, error) {
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+name+".magibake-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
+	}
+	return tmp, nil
+}
+
+// finish syncs, sets the mode of and closes a written temp file.
+func finish(tmp *os.File) error {
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	return tmp.Close()
 }
 
 // readBack opens the written temp file afresh, read-only, and runs check on it.
