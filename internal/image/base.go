@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/magibake/magibake/internal/xzra"
 	"github.com/ulikunitz/xz"
 )
 
@@ -43,7 +44,8 @@ type Base struct {
 
 // OpenBase opens a base image read-only. An .img.xz (recognised by its magic,
 // not its name) is decompressed once into a sparse temp file in tempDir, which
-// Close removes; the original is never opened for writing.
+// Close removes; the original is never opened for writing. A multi-block
+// .img.xz is decoded in parallel, one block per core.
 func OpenBase(ctx context.Context, path, tempDir string) (*Base, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -64,6 +66,9 @@ func OpenBase(ctx context.Context, path, tempDir string) (*Base, error) {
 	switch {
 	case bytes.HasPrefix(head, xzMagic):
 		defer f.Close()
+		if b, ok, err := decompressParallel(ctx, f, st.Size(), path, tempDir); ok {
+			return b, err
+		}
 		return decompress(ctx, f, path, tempDir)
 	case bytes.HasPrefix(head, zstdMagic), bytes.HasPrefix(head, gzipMagic):
 		f.Close()
@@ -83,6 +88,57 @@ func hashFile(ctx context.Context, f *os.File) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// decompressParallel decodes a multi-block .img.xz straight into a sparse
+// temp file, one block per core at a time, hashing the file alongside. It
+// reports ok=false (and leaves nothing behind) when the file has a single
+// block or its index cannot be read: streaming then does the work and names
+// the damage (truncated, trailing data) as it always has.
+func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, tempDir string) (*Base, bool, error) {
+	x, err := xzra.Open(f, fileSize)
+	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
+		return nil, false, nil
+	}
+	tmp, err := os.CreateTemp(tempDir, ".magibake-base-*.img")
+	if err != nil {
+		return nil, true, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
+	}
+	b := &Base{Path: path, Compressed: true, raw: tmp, temp: tmp.Name()}
+	hctx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	sum := make(chan error, 1)
+	go func() {
+		var err error
+		b.SHA256, err = hashFile(hctx, f)
+		sum <- err
+	}()
+	err = x.DecodeTo(ctx, tmp, 0, true)
+	if err == nil {
+		err = tmp.Truncate(x.Size())
+	}
+	if err != nil {
+		stopHash()
+	}
+	if herr := <-sum; err == nil {
+		err = herr
+	}
+	if err != nil {
+		b.Close()
+		if ctx.Err() != nil {
+			return nil, true, ctx.Err()
+		}
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Path == tmp.Name() {
+			return nil, true, fmt.Errorf("base %s: decompress into %s: %w", path, filepath.Dir(pe.Path), pe.Err)
+		}
+		if errors.Is(err, xzra.ErrFormat) {
+			return nil, true, fmt.Errorf("base %s: %w: xz data is corrupt: %v", path, ErrBadBase, err)
+		}
+		return nil, true, fmt.Errorf("base %s: %w", path, err)
+	}
+	b.size = x.Size()
+	return b, true, nil
 }
 
 // decompress streams the .img.xz into a sparse temp file, hashing the
