@@ -145,6 +145,9 @@ type Options struct {
 	OutDir  string // --out-dir: <node>.img in this directory
 	Base    string
 	Version string
+	// CacheDir keeps decompressed .img.xz bases by sha256 so later builds
+	// skip decompression; "" decompresses beside the output every time.
+	CacheDir string
 
 	// tamper, set only by tests, runs between the write of a staged output
 	// and its read-back, to change the file as a faulty disk or writer would.
@@ -216,7 +219,7 @@ func Run(ctx context.Context, o Options) error {
 		return UsageError(noBase(c))
 	}
 	start := time.Now()
-	base, err := image.OpenBase(ctx, o.Base, filepath.Dir(jobs[0].out))
+	base, err := image.OpenBaseCached(ctx, o.Base, filepath.Dir(jobs[0].out), o.CacheDir)
 	if err != nil {
 		return InputError(err)
 	}
@@ -228,7 +231,10 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return InputError(fmt.Errorf("base %s: %w", o.Base, err))
 	}
-	if base.Compressed {
+	switch {
+	case base.Cached:
+		fmt.Fprintf(log, "base %s (%s) already decompressed in the cache (%s)\n", o.Base, size(base.Size()), o.CacheDir)
+	case base.Compressed:
 		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, size(base.Size()), time.Since(start).Seconds())
 	}
 	if mtime.IsZero() {

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
+
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
@@ -8,6 +11,7 @@ import (
 
 func newBuild() *cobra.Command {
 	var o build.Options
+	var noCache bool
 	cmd := &cobra.Command{
 		Use:   "build NODE... [-o FILE | --out-dir DIR] [--base PATH]",
 		Short: "Bake the card image of one or more nodes",
@@ -28,6 +32,11 @@ func newBuild() *cobra.Command {
 				}
 				o.Base = base
 			}
+			if !noCache {
+				if dir, err := os.UserCacheDir(); err == nil {
+					o.CacheDir = filepath.Join(dir, "magibake", "decompressed")
+				}
+			}
 			return build.Run(cmd.Context(), o)
 		},
 	}
@@ -35,6 +44,7 @@ func newBuild() *cobra.Command {
 	f.StringVarP(&o.Output, "output", "o", "", "output image file for a single node (.img)")
 	f.StringVar(&o.OutDir, "out-dir", "", "directory for NODE.img files (default: the current directory)")
 	f.StringVar(&o.Base, "base", "", "Raspberry Pi OS Lite image, .img or .img.xz (read only; default: the base cluster.yaml pins, fetched)")
+	f.BoolVar(&noCache, "no-cache", false, "decompress an .img.xz base beside the output instead of using (and filling) the cache of decompressed bases in the user cache dir")
 	sourceFlags(cmd, &o.Sources)
 	return cmd
 }

@@ -2,17 +2,27 @@ package cli
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
-// TestMain keeps the host keys the tests generate (see internal/hostkey) out
-// of the user's state directory, also for the magibake binaries tests run.
+// TestMain keeps the host keys the tests generate (see internal/hostkey) and
+// the decompressed bases they cache out of the user's state and cache
+// directories, also for the magibake binaries tests run.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "magibake-cli-state-")
 	if err != nil {
 		panic(err)
 	}
 	os.Setenv("MAGIBAKE_STATE", dir)
+	// Decompressed bases are cached under the user cache dir: keep the
+	// tests' out of the user's, but keep finding the shared fixtures there.
+	if os.Getenv("MAGIBAKE_FIXTURE_DIR") == "" {
+		if cache, err := os.UserCacheDir(); err == nil {
+			os.Setenv("MAGIBAKE_FIXTURE_DIR", filepath.Join(cache, "magibake", "fixtures"))
+		}
+	}
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -193,7 +193,7 @@ func reliabilityCases(t *testing.T) []reliabilityCase {
 	_, imgXZ := fixture.Image(t, "bookworm")
 	small2 := relTmpfs(t, 0, "size=16m")
 	add("disk full while decompressing the base", imgXZ, small2, relCodeInput, []string{imgXZ, "decompress into " + small2 + ": no space left on device"},
-		"build", "caspar", "--base", imgXZ, "--out-dir", small2)
+		"build", "caspar", "--base", imgXZ, "--out-dir", small2, "--no-cache")
 
 	// Profiles: each kind of validation error, through the CLI.
 	for _, p := range []struct{ name, file, old, new, want string }{

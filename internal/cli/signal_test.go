@@ -16,8 +16,9 @@ import (
 
 // TestInterruptLeavesNothing builds the magibake binary, starts
 // `magibake build` on the fixture, and sends SIGINT or SIGTERM once a temp
-// file shows that it is decompressing the base or writing the output. It
-// must exit 130 and leave the output directory empty.
+// file shows that it is decompressing the base (into the cache, or with
+// --no-cache beside the output) or writing the output. It must exit 130 and
+// leave the output directory and the cache empty.
 func TestInterruptLeavesNothing(t *testing.T) {
 	img, imgXZ := fixture.Image(t, "bookworm")
 	bin := filepath.Join(t.TempDir(), "magibake")
@@ -31,9 +32,12 @@ func TestInterruptLeavesNothing(t *testing.T) {
 		"MAGIBAKE_USER=pi", "MAGIBAKE_PASSWORD_HASH=$6$demosalt$0123456789abcdef", "SOURCE_DATE_EPOCH=1767225600")
 	for _, phase := range []struct {
 		name, base, temp string // temp: glob of the file that marks the phase
+		inCache          bool   // the temp file is in the cache, not beside the output
+		args             []string
 	}{
-		{"decompressing the base", imgXZ, ".magibake-base-*.img"},
-		{"writing the output", img, ".caspar.img.magibake-*.tmp"},
+		{"decompressing the base", imgXZ, ".magibake-base-*.img", true, nil},
+		{"decompressing the base with --no-cache", imgXZ, ".magibake-base-*.img", false, []string{"--no-cache"}},
+		{"writing the output", img, ".caspar.img.magibake-*.tmp", false, nil},
 	} {
 		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 			t.Run(phase.name+"/"+sig.String(), func(t *testing.T) {
@@ -41,8 +45,14 @@ func TestInterruptLeavesNothing(t *testing.T) {
 				// The phase can be over before the poll sees its temp file;
 				// then the build succeeds, and we try again.
 				for attempt := 1; ; attempt++ {
-					out := t.TempDir()
-					caught, code, stderr := interrupt(t, bin, env, phase.base, out, phase.temp, sig)
+					out, cache := t.TempDir(), t.TempDir()
+					watch := out
+					if phase.inCache {
+						watch = filepath.Join(cache, "magibake", "decompressed")
+					}
+					// A fresh cache each time, so the base is decompressed.
+					env := append(env, "XDG_CACHE_HOME="+cache)
+					caught, code, stderr := interrupt(t, bin, env, phase.base, out, watch, phase.temp, sig, phase.args...)
 					if !caught {
 						if attempt == 10 {
 							t.Fatalf("in 10 attempts the build never showed %s before finishing", phase.temp)
@@ -54,6 +64,9 @@ func TestInterruptLeavesNothing(t *testing.T) {
 					}
 					if left, _ := os.ReadDir(out); len(left) > 0 {
 						t.Errorf("left in the output directory: %v", relNames(left))
+					}
+					if left, _ := os.ReadDir(filepath.Join(cache, "magibake", "decompressed")); len(left) > 0 {
+						t.Errorf("left in the decompressed-base cache: %v", relNames(left))
 					}
 					if relSum(t, phase.base) != before {
 						t.Error("the base changed")
@@ -67,10 +80,10 @@ func TestInterruptLeavesNothing(t *testing.T) {
 }
 
 // interrupt runs one build into out and sends sig when a file matching temp
-// appears there. caught is false when the build ended first.
-func interrupt(t *testing.T, bin string, env []string, base, out, temp string, sig syscall.Signal) (caught bool, code int, stderr string) {
+// appears in watch. caught is false when the build ended first.
+func interrupt(t *testing.T, bin string, env []string, base, out, watch, temp string, sig syscall.Signal, args ...string) (caught bool, code int, stderr string) {
 	t.Helper()
-	cmd := exec.Command(bin, "build", "caspar", "--base", base, "--out-dir", out)
+	cmd := exec.Command(bin, append([]string{"build", "caspar", "--base", base, "--out-dir", out}, args...)...)
 	cmd.Env = env
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -87,7 +100,7 @@ poll:
 			break poll
 		default:
 		}
-		if m, _ := filepath.Glob(filepath.Join(out, temp)); len(m) > 0 {
+		if m, _ := filepath.Glob(filepath.Join(watch, temp)); len(m) > 0 {
 			if serr := cmd.Process.Signal(sig); serr != nil {
 				t.Fatalf("signal: %v", serr)
 			}

@@ -36,6 +36,9 @@ type Base struct {
 	SHA256 string
 	// Compressed says whether the file was an .img.xz.
 	Compressed bool
+	// Cached says the decompressed .img.xz came from the cache: it was not
+	// decompressed this time.
+	Cached bool
 
 	raw  *os.File // the .img itself, or the temp file holding the decompressed .img.xz
 	size int64
@@ -47,6 +50,14 @@ type Base struct {
 // Close removes; the original is never opened for writing. A multi-block
 // .img.xz is decoded in parallel, one block per core.
 func OpenBase(ctx context.Context, path, tempDir string) (*Base, error) {
+	return OpenBaseCached(ctx, path, tempDir, "")
+}
+
+// OpenBaseCached is OpenBase with a cache of decompressed bases in
+// cacheDir ("" for none): an .img.xz whose sha256 is there is not
+// decompressed again, and a new one is decompressed into it rather than
+// into tempDir. The cached file is only ever read.
+func OpenBaseCached(ctx context.Context, path, tempDir, cacheDir string) (*Base, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w", path, errors.Unwrap(err))
@@ -66,10 +77,10 @@ func OpenBase(ctx context.Context, path, tempDir string) (*Base, error) {
 	switch {
 	case bytes.HasPrefix(head, xzMagic):
 		defer f.Close()
-		if b, ok, err := decompressParallel(ctx, f, st.Size(), path, tempDir); ok {
-			return b, err
+		if cacheDir != "" {
+			return openCached(ctx, f, st.Size(), path, cacheDir)
 		}
-		return decompress(ctx, f, path, tempDir)
+		return decompressAny(ctx, f, st.Size(), path, tempDir, "")
 	case bytes.HasPrefix(head, zstdMagic), bytes.HasPrefix(head, gzipMagic):
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w: zstd/gzip compression is not supported; give the .img or the .img.xz", path, ErrBadBase)
@@ -90,12 +101,22 @@ func hashFile(ctx context.Context, f *os.File) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// decompressAny decompresses the .img.xz f into a temp file in dir, in
+// parallel when it has several blocks. sum, when known, is the file's
+// sha256 and is not computed again.
+func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, sum string) (*Base, error) {
+	if b, ok, err := decompressParallel(ctx, f, fileSize, path, dir, sum); ok {
+		return b, err
+	}
+	return decompress(ctx, f, path, dir)
+}
+
 // decompressParallel decodes a multi-block .img.xz straight into a sparse
 // temp file, one block per core at a time, hashing the file alongside. It
 // reports ok=false (and leaves nothing behind) when the file has a single
 // block or its index cannot be read: streaming then does the work and names
 // the damage (truncated, trailing data) as it always has.
-func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, tempDir string) (*Base, bool, error) {
+func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, tempDir, knownSum string) (*Base, bool, error) {
 	x, err := xzra.Open(f, fileSize)
 	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
 		return nil, false, nil
@@ -108,9 +129,12 @@ func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, t
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	sum := make(chan error, 1)
+	b.SHA256 = knownSum
 	go func() {
 		var err error
-		b.SHA256, err = hashFile(hctx, f)
+		if knownSum == "" {
+			b.SHA256, err = hashFile(hctx, f)
+		}
 		sum <- err
 	}()
 	err = x.DecodeTo(ctx, tmp, 0, true)
