@@ -22,17 +22,17 @@ import (
 func testImage() []byte {
 	img := make([]byte, 2*xzBlock+3*chunk+4321)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 5<<20; i += 8 {
+	for i := 0; i < xzBlock/4; i += 8 {
 		v := rng.Uint64()
 		for k := range 8 {
 			img[i+k] = byte(v >> (8 * k))
 		}
 	}
 	var text bytes.Buffer
-	for i := 0; text.Len() < 6<<20; i++ {
+	for i := 0; text.Len() < xzBlock/2; i++ {
 		fmt.Fprintf(&text, "line %d: the quick brown fox %d jumps over %x\n", i, i*i, i*7919)
 	}
-	copy(img[6<<20:], text.Bytes())
+	copy(img[xzBlock/4:], text.Bytes())
 	// xzBlock..2*xzBlock stays zero: a whole zero block.
 	copy(img[2*xzBlock+chunk:], "data after the zero run")
 	copy(img[len(img)-10:], "last bytes")
@@ -41,7 +41,7 @@ func testImage() []byte {
 
 // TestFormats writes one image as .img, .img.zst and .img.xz and checks the
 // compressed files with the real tools: they decode to the bytes of the .img
-// output, and xz -t accepts the xz stream and lists one block per 16 MiB.
+// output, and xz -t accepts the xz stream and lists one block per xzBlock bytes.
 func TestFormats(t *testing.T) {
 	fixture.RequireTools(t, "xz", "zstd")
 	img := testImage()

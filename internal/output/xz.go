@@ -25,10 +25,16 @@ import (
 // ulikunitz/xz's own Writer makes one block at a time on one core; its
 // lzma.Writer2 makes the raw LZMA2 data of a block, and the container
 // around it is written here (format: https://tukaani.org/xz/xz-file-format.txt).
+//
+// Block and dictionary size bound the memory: each worker holds a block in,
+// a block out and an encoder of about 9 times the dictionary (ulikunitz's
+// hash table). With 16 MiB blocks and 8 MiB dictionaries (xz -6's) a build
+// on two cores peaked at 316 MiB RSS; 8 MiB and 4 MiB stay near 190 MiB,
+// within issue 6's 300 MiB, for a slightly larger file.
 const (
-	xzBlock   = 16 << 20
-	xzDictCap = 8 << 20 // as xz -6; a block is compressed alone, a bigger one gains little
-	xzCheck   = 8       // CRC64
+	xzBlock   = 8 << 20
+	xzDictCap = 4 << 20
+	xzCheck   = 8 // CRC64
 )
 
 var (
@@ -185,8 +191,10 @@ func compressBlock(p []byte, b *xzBlockOut, zero *zeroBlocks) error {
 // compressed by a fresh lzma.Writer2, whose first chunk resets dictionary,
 // state and properties, as the format allows anywhere in a block.
 func compressBlockData(p []byte, b *xzBlockOut) error {
+	// Room for the worst case, stored chunks (3 bytes per 64 KiB), so the
+	// buffer is never regrown: a regrowth would double it.
 	var data bytes.Buffer
-	data.Grow(len(p)/2 + 4096)
+	data.Grow(len(p) + 3*(len(p)/lzma2Chunk+1) + 64)
 	segs := make([]bool, (len(p)+lzma2Chunk-1)/lzma2Chunk)
 	for i := range segs {
 		segs[i] = incompressible(p[i*lzma2Chunk : min((i+1)*lzma2Chunk, len(p))])
