@@ -13,6 +13,10 @@ import (
 // copyBuf is the size of the scratch buffer each decoding goroutine uses.
 const copyBuf = 1 << 20
 
+// maxPrealloc bounds the buffer reserved for a decoded block up front: the
+// index's size is not trusted until the block decodes to it.
+const maxPrealloc = 256 << 20
+
 // cacheBlocks is how many decoded blocks ReadAt keeps.
 const cacheBlocks = 4
 
@@ -155,7 +159,7 @@ func (x *Reader) NewStream(ctx context.Context, n int) io.ReadCloser {
 			go func() {
 				defer func() { <-sem }()
 				var buf bytes.Buffer
-				buf.Grow(int(b.UncompressedSize))
+				buf.Grow(int(min(b.UncompressedSize, maxPrealloc)))
 				err := decodeBlock(x.r, b, i, &ctxWriter{ctx, &buf}, make([]byte, copyBuf))
 				ch <- result{buf.Bytes(), err}
 			}()
@@ -266,7 +270,7 @@ func (x *Reader) block(i int) ([]byte, error) {
 	}
 	x.mu.Unlock()
 	var buf bytes.Buffer
-	buf.Grow(int(x.index.Blocks[i].UncompressedSize))
+	buf.Grow(int(min(x.index.Blocks[i].UncompressedSize, maxPrealloc)))
 	if err := x.DecodeBlock(i, &buf); err != nil {
 		return nil, err
 	}
