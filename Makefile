@@ -16,7 +16,7 @@ DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-pass
                  MAGIBAKE_WIFI_COUNTRY=GB MAGIBAKE_USER=pi \
                  MAGIBAKE_PASSWORD_HASH='$$6$$demosalt$$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1'
 
-.PHONY: all build test lint e2e fuzz demo tools e2e-tools fixture clean print-apt-packages
+.PHONY: all build test lint e2e fuzz bench demo tools e2e-tools fixture clean print-apt-packages
 
 all: build
 
@@ -51,6 +51,12 @@ FUZZ_TARGETS  := internal/profile:FuzzLoad internal/ext4:FuzzCorruptImage intern
 fuzz: tools
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== $$t"; \
 		$(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME); done
+
+# Issue 6's table: magibake against xz/zstd on a Pi-OS-sized card (built
+# once, about 10 minutes, cached beside the fixtures). Not in `make test`:
+# it takes 10-20 minutes and its figures are ratios for a person to read.
+bench: tools
+	scripts/bench
 
 # Boot the three baked cards as a cluster under QEMU and check them.
 e2e: tools e2e-tools
