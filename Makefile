@@ -43,11 +43,11 @@ lint:
 	GOPROXY="file://$$($(GO) env GOMODCACHE)/cache/download,$$($(GO) env GOPROXY)" \
 		$(GO) run $(ACTIONLINT) -shellcheck="$$(command -v shellcheck)" -pyflakes=
 
-# Every fuzz target for FUZZTIME each (5 x 30 s in `make test`, so CI fuzzes
+# Every fuzz target for FUZZTIME each (6 x 30 s in `make test`, so CI fuzzes
 # every run; go test alone runs only the seeds). See docs/reliability.md.
 FUZZTIME      ?= 30s
 FUZZ_TARGETS  := internal/profile:FuzzLoad internal/ext4:FuzzCorruptImage internal/image:FuzzReadLayout \
-                 internal/image:FuzzOpenBase internal/bake:FuzzApply
+                 internal/image:FuzzOpenBase internal/bake:FuzzApply internal/xzra:FuzzReader
 fuzz: tools
 	@set -e; for t in $(FUZZ_TARGETS); do echo "== $$t"; \
 		$(GO) test ./$${t%%:*} -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME); done
