@@ -7,15 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
-	"strings"
 
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/fatfs"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/plan"
 )
@@ -137,59 +136,12 @@ func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.P
 	return nil
 }
 
-// fatExists looks p up case-insensitively, as FAT does; go-diskfs's Stat
-// compares names case-sensitively and misses e.g. "ssh" stored as "SSH".
-func fatExists(fsys *fat32.FileSystem, p string) (fs.FileInfo, bool) {
-	// ReadDir wants io/fs paths ("." for the root), unlike the rest of go-diskfs's FAT API.
-	dir := strings.TrimPrefix(path.Dir(p), "/")
-	if dir == "" {
-		dir = "."
-	}
-	entries, err := fsys.ReadDir(dir)
-	if err != nil {
-		return nil, false
-	}
-	for _, e := range entries {
-		if strings.EqualFold(e.Name(), path.Base(p)) {
-			fi, err := e.Info()
-			return fi, err == nil
-		}
-	}
-	return nil, false
-}
-
-// fatRead reads a whole file in one Read call from offset 0. go-diskfs
-// v1.9.4's Read, when it starts inside a cluster, reads to the cluster's end
-// even past the file's end, so ReadFile (which reads in growing chunks)
-// returns garbage after the content of any file between 513 bytes and one
-// cluster (measured: 719 bytes read back as 768).
-func fatRead(fsys *fat32.FileSystem, name string) ([]byte, error) {
-	f, err := fsys.OpenFile(name, os.O_RDONLY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, fi.Size())
-	n, err := f.Read(buf)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	if int64(n) != fi.Size() {
-		return nil, fmt.Errorf("read %d of %d bytes", n, fi.Size())
-	}
-	return buf, nil
-}
-
 func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 	switch op.Kind {
 	case plan.WriteFile:
 		return fatWrite(fsys, op.Path, op.Content, p)
 	case plan.EditCmdline:
-		old, err := fatRead(fsys, op.Path)
+		old, err := fatfs.ReadFile(fsys, op.Path)
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
@@ -200,7 +152,7 @@ func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 		}
 		return nil
 	case plan.Remove:
-		if _, ok := fatExists(fsys, op.Path); !ok {
+		if _, ok := fatfs.Exists(fsys, op.Path); !ok {
 			return nil
 		}
 		return fsys.Remove(op.Path)
@@ -217,7 +169,7 @@ func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) er
 			return fmt.Errorf("mkdir %s: %w", dir, err)
 		}
 	}
-	if fi, ok := fatExists(fsys, name); ok {
+	if fi, ok := fatfs.Exists(fsys, name); ok {
 		if fi.IsDir() {
 			return fmt.Errorf("is a directory")
 		}

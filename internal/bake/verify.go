@@ -11,6 +11,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/fatfs"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/plan"
 )
@@ -39,19 +40,6 @@ func VerifyCard(r io.ReaderAt, size int64, layout image.Layout, p *plan.Plan, m 
 // Verify reads every path of p back through freshly opened filesystems on
 // dev and checks it holds what the last operation on that path asked for.
 func Verify(dev *image.Device, layout image.Layout, p *plan.Plan) error {
-	type key struct {
-		part plan.Partition
-		path string
-	}
-	final := map[key]plan.Op{}
-	var order []key
-	for _, op := range p.Ops {
-		k := key{op.Partition, op.Path}
-		if _, seen := final[k]; !seen {
-			order = append(order, k)
-		}
-		final[k] = op
-	}
 	root, err := ext4.Open(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size)
 	if err != nil {
 		return fmt.Errorf("verify: reopen root partition: %w", err)
@@ -60,10 +48,9 @@ func Verify(dev *image.Device, layout image.Layout, p *plan.Plan) error {
 	if err != nil {
 		return fmt.Errorf("verify: reopen boot partition: %w", err)
 	}
-	for _, k := range order {
-		op := final[k]
+	for _, op := range p.Final() {
 		var err error
-		if k.part == plan.Root {
+		if op.Partition == plan.Root {
 			err = verifyExt4(root, op)
 		} else {
 			err = verifyFAT(boot, op)
@@ -119,16 +106,16 @@ func verifyExt4(fsys *ext4.FS, op plan.Op) error {
 func verifyFAT(fsys *fat32.FileSystem, op plan.Op) error {
 	switch op.Kind {
 	case plan.Remove:
-		if _, ok := fatExists(fsys, op.Path); ok {
+		if _, ok := fatfs.Exists(fsys, op.Path); ok {
 			return errors.New("still present after removal")
 		}
 	case plan.Mkdir:
-		fi, ok := fatExists(fsys, op.Path)
+		fi, ok := fatfs.Exists(fsys, op.Path)
 		if !ok || !fi.IsDir() {
 			return errors.New("directory missing")
 		}
 	case plan.WriteFile:
-		fi, ok := fatExists(fsys, op.Path)
+		fi, ok := fatfs.Exists(fsys, op.Path)
 		if !ok || fi.IsDir() {
 			return errors.New("file missing")
 		}
@@ -140,7 +127,7 @@ func verifyFAT(fsys *fat32.FileSystem, op plan.Op) error {
 			}
 			return nil
 		}
-		got, err := fatRead(fsys, op.Path)
+		got, err := fatfs.ReadFile(fsys, op.Path)
 		if err != nil {
 			return err
 		}
@@ -148,7 +135,7 @@ func verifyFAT(fsys *fat32.FileSystem, op plan.Op) error {
 			return fmt.Errorf("content differs from what was written (%d bytes, want %d)", len(got), len(op.Content))
 		}
 	case plan.EditCmdline:
-		got, err := fatRead(fsys, op.Path)
+		got, err := fatfs.ReadFile(fsys, op.Path)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/fatfs"
 	"github.com/magibake/magibake/internal/plan"
 )
 
@@ -51,24 +52,11 @@ func (im *Image) Diff(p *plan.Plan) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	type key struct {
-		part plan.Partition
-		path string
-	}
-	final := map[key]plan.Op{}
-	var order []key
-	for _, op := range p.Ops {
-		k := key{op.Partition, op.Path}
-		if _, ok := final[k]; !ok {
-			order = append(order, k)
-		}
-		final[k] = op
-	}
+	final := p.Final()
 	var out []Change
-	for _, k := range order {
-		op := final[k]
+	for _, op := range final {
 		var c Change
-		if k.part == plan.Root {
+		if op.Partition == plan.Root {
 			c, err = compareExt4(root, op)
 		} else {
 			c, err = compareFAT(boot, op)
@@ -83,8 +71,8 @@ func (im *Image) Diff(p *plan.Plan) ([]Change, error) {
 		var m bake.Manifest
 		if json.Unmarshal(data, &m) == nil {
 			planned := map[string]bool{}
-			for _, k := range order {
-				planned[k.part.String()+k.path] = true
+			for _, op := range final {
+				planned[op.Partition.String()+op.Path] = true
 			}
 			for _, e := range m.Files {
 				if !planned[e.Partition+e.Path] && e.Path != bake.ManifestPath {
@@ -166,7 +154,7 @@ func attrs(c Change, differs bool, st ext4.Stat, op plan.Op) Change {
 }
 
 func compareFAT(fsys *fat32.FileSystem, op plan.Op) (Change, error) {
-	fi, exists := fatExists(fsys, op.Path)
+	fi, exists := fatfs.Exists(fsys, op.Path)
 	switch op.Kind {
 	case plan.Remove:
 		if exists {
@@ -188,7 +176,7 @@ func compareFAT(fsys *fat32.FileSystem, op plan.Op) (Change, error) {
 		var data []byte
 		if fi.Size() > 0 {
 			var err error
-			if data, err = fatRead(fsys, op.Path); err != nil {
+			if data, err = fatfs.ReadFile(fsys, op.Path); err != nil {
 				return Change{}, err
 			}
 		}

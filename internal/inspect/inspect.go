@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path"
 	"strconv"
 	"strings"
 
@@ -190,51 +188,4 @@ func partitions(r io.ReaderAt) ([]Partition, error) {
 			Bootable: e[0] == 0x80})
 	}
 	return parts, nil
-}
-
-// fatExists looks p up case-insensitively, as FAT does (the same rule as
-// internal/bake: go-diskfs's Stat is case-sensitive).
-func fatExists(fsys *fat32.FileSystem, p string) (fs.FileInfo, bool) {
-	dir := strings.TrimPrefix(path.Dir(p), "/")
-	if dir == "" {
-		dir = "."
-	}
-	entries, err := fsys.ReadDir(dir)
-	if err != nil {
-		return nil, false
-	}
-	for _, e := range entries {
-		if strings.EqualFold(e.Name(), path.Base(p)) {
-			fi, err := e.Info()
-			return fi, err == nil
-		}
-	}
-	return nil, false
-}
-
-// fatRead reads a whole file in one Read call: go-diskfs v1.9.4 over-reads
-// past the end of a file when a Read starts inside a cluster (see
-// internal/bake).
-func fatRead(fsys *fat32.FileSystem, name string) ([]byte, error) {
-	f, err := fsys.OpenFile(name, os.O_RDONLY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, fi.Size())
-	if len(buf) == 0 {
-		return buf, nil
-	}
-	n, err := f.Read(buf)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	if int64(n) != fi.Size() {
-		return nil, fmt.Errorf("read %d of %d bytes", n, fi.Size())
-	}
-	return buf, nil
 }

@@ -74,6 +74,27 @@ type Plan struct {
 	MTime time.Time // timestamp given to every file written
 }
 
+// Final returns the last operation on each partition and path of p, in the
+// order the paths first appear: what a card holds after p, path by path.
+func (p *Plan) Final() []Op {
+	type key struct {
+		part Partition
+		path string
+	}
+	at := map[key]int{}
+	var out []Op
+	for _, op := range p.Ops {
+		k := key{op.Partition, op.Path}
+		if i, seen := at[k]; seen {
+			out[i] = op
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, op)
+	}
+	return out
+}
+
 // OctalMode renders permission bits the way chmod takes them ("0644",
 // "4755"), including setuid, setgid and sticky.
 func OctalMode(m fs.FileMode) string {
