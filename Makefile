@@ -62,25 +62,24 @@ bench: tools
 e2e: tools e2e-tools
 	@if [ "$$(id -u)" = 0 ]; then scripts/cluster-test; else sudo env "PATH=$$PATH" scripts/cluster-test; fi
 
-tools:
-	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+# $(call install_missing,TOOLS,PACKAGES): install PACKAGES with apt-get when
+# one of TOOLS is missing (as root), or print the apt-get line and stop.
+define install_missing
+	@missing=""; for t in $(1); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "missing tools:$$missing"; \
 	if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(APT_PACKAGES); \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(2); \
 	else \
-		echo "install them with:"; echo "  sudo apt-get install -y $(APT_PACKAGES)"; exit 1; \
+		echo "install them with:"; echo "  sudo apt-get install -y $(2)"; exit 1; \
 	fi
+endef
+
+tools:
+	$(call install_missing,$(TOOLS),$(APT_PACKAGES))
 
 e2e-tools:
-	@missing=""; for t in $(E2E_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	echo "missing tools:$$missing"; \
-	if [ "$$(id -u)" = 0 ]; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(E2E_APT_PACKAGES); \
-	else \
-		echo "install them with:"; echo "  sudo apt-get install -y $(E2E_APT_PACKAGES)"; exit 1; \
-	fi
+	$(call install_missing,$(E2E_TOOLS),$(E2E_APT_PACKAGES))
 
 print-apt-packages:
 	@echo $(APT_PACKAGES) $(E2E_APT_PACKAGES)
