@@ -218,13 +218,22 @@ func Run(ctx context.Context, o Options) error {
 	if o.Base == "" {
 		return UsageError(noBase(c))
 	}
+	// Outputs that are all .img.xz copy the base's untouched blocks, so
+	// the rest of the base need never be decoded.
+	onDemand := true
+	for _, j := range jobs {
+		if f, _ := output.FormatOf(j.out); f != output.XZ {
+			onDemand = false
+		}
+	}
 	start := time.Now()
-	base, err := image.OpenBaseCached(ctx, o.Base, filepath.Dir(jobs[0].out), o.CacheDir)
+	base, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir, OnDemand: onDemand})
 	if err != nil {
 		return InputError(err)
 	}
 	defer base.Close()
-	if pin := c.Base.SHA256; pin != "" && !strings.EqualFold(pin, base.SHA256) {
+	pin := c.Base.SHA256
+	if pin != "" && !strings.EqualFold(pin, base.SHA256) {
 		return InputError(fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, base.SHA256, pin))
 	}
 	layout, err := image.ReadLayout(base, base.Size())
@@ -232,6 +241,8 @@ func Run(ctx context.Context, o Options) error {
 		return InputError(fmt.Errorf("base %s: %w", o.Base, err))
 	}
 	switch {
+	case base.OnDemand:
+		fmt.Fprintf(log, "reading %s (%s) block by block: only what the bake changes is decompressed\n", o.Base, size(base.Size()))
 	case base.Cached:
 		fmt.Fprintf(log, "base %s (%s) already decompressed in the cache (%s)\n", o.Base, size(base.Size()), o.CacheDir)
 	case base.Compressed:
@@ -272,7 +283,14 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return bake.VerifyCard(r, size, layout, j.plan, m)
 		}
-		s, err := output.Stage(ctx, j.out, dev, dev.Size(), check)
+		var reuse *output.Reuse
+		if file, idx := base.XZ(); idx != nil {
+			// A pinned base is the published file, whose blocks xz made
+			// whole; anything else not decoded in full is decoded in the
+			// read-back.
+			reuse = &output.Reuse{File: file, Index: idx, Untouched: dev.Untouched, Trusted: base.Verified || pin != ""}
+		}
+		s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, reuse)
 		if err != nil {
 			cls := Internal
 			if hostInput(err) {
@@ -282,6 +300,11 @@ func Run(ctx context.Context, o Options) error {
 		}
 		staged = append(staged, s)
 		fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, size(dev.Size()), time.Since(t).Seconds())
+	}
+	if base.OnDemand && !base.Verified && len(staged) > 0 {
+		// Every block is now checked: the changed ones when the bake read
+		// them, the copied ones in the read-back of the .img.xz.
+		base.MarkVerified(o.CacheDir)
 	}
 	if err := SaveHostKeys(keys, log); err != nil {
 		return InputError(fmt.Errorf("host key state: %w", err))

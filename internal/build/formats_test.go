@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,4 +67,108 @@ func TestOutputFormats(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestXZFromXZ bakes caspar from the fixture's multi-block .img.xz into an
+// .img.xz, read block by block, with and without a pin: the result passes
+// xz -t, decodes to exactly the .img baked from the same base, holds a
+// clean card, and keeps all but a few of the base's blocks verbatim.
+func TestXZFromXZ(t *testing.T) {
+	fixture.RequireTools(t, "xz", "e2fsck", "fsck.fat", "debugfs", "mtype")
+	_, baseXZ := fixture.Image(t, "bookworm")
+	var log strings.Builder
+	bake := func(name, profiles string) string {
+		out := filepath.Join(t.TempDir(), name)
+		o := Options{Sources: Sources{Profiles: profiles, Getenv: getenv, Log: &log}, Nodes: []string{"caspar"}, Output: out, Base: baseXZ, Version: "test"}
+		if err := Run(context.Background(), o); err != nil {
+			t.Fatalf("build -o %s: %v", name, err)
+		}
+		return out
+	}
+	p, _, err := Options{Sources: Sources{Getenv: getenv}}.Plan("caspar", mustMTime(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseBlocks := map[string]bool{}
+	for _, k := range xzBlocks(t, baseXZ) {
+		baseBlocks[k] = true
+	}
+	for _, pinned := range []bool{false, true} {
+		log.Reset()
+		profiles := ""
+		if pinned {
+			profiles = pinnedProfiles(t, fmt.Sprintf("%x", sum(t, baseXZ)))
+		}
+		want := sum(t, bake("caspar.img", profiles))
+		log.Reset()
+		out := bake("caspar.img.xz", profiles)
+		if !strings.Contains(log.String(), "block by block") {
+			t.Errorf("pinned=%v: the base was decompressed up front:\n%s", pinned, log.String())
+		}
+		if b, err := exec.Command("xz", "-t", out).CombinedOutput(); err != nil {
+			t.Fatalf("xz -t %s: %v\n%s", out, err, b)
+		}
+		dec := filepath.Join(t.TempDir(), "decoded.img")
+		if b, err := exec.Command("sh", "-c", `xz -T0 -dc "$1" | cp --sparse=always /dev/stdin "$2"`, "sh", out, dec).CombinedOutput(); err != nil {
+			t.Fatalf("decompress %s: %v\n%s", out, err, b)
+		}
+		if sum(t, dec) != want {
+			t.Fatalf("pinned=%v: caspar.img.xz decompresses to other bytes than caspar.img", pinned)
+		}
+		card := fixture.OpenCard(t, dec)
+		card.Fsck(t)
+		card.CheckPlan(t, p)
+		blocks := xzBlocks(t, out)
+		kept := 0
+		for _, k := range blocks {
+			if baseBlocks[k] {
+				kept++
+			}
+		}
+		if kept < len(baseBlocks)*3/4 {
+			t.Errorf("pinned=%v: %d of %d output blocks are the base's (base has %d distinct): not copied", pinned, kept, len(blocks), len(baseBlocks))
+		}
+		t.Logf("pinned=%v: %d of %d output blocks copied from the base", pinned, kept, len(blocks))
+	}
+}
+
+// pinnedProfiles is a copy of the default profiles whose cluster pins the
+// base's sha256.
+func pinnedProfiles(t *testing.T, sha string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "profiles")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"cluster", "caspar", "balthasar", "melchior"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "profiles", n+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "cluster" {
+			b = append(b, "\nbase: {url: https://example.invalid/base.img.xz, sha256: "+sha+"}\n"...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n+".yaml"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// xzBlocks lists the blocks of an xz file as xz -lvv sees them
+// (uncompressed offset and size, compressed size, check value).
+func xzBlocks(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := exec.Command("xz", "--robot", "-lvv", path).Output()
+	if err != nil {
+		t.Fatalf("xz -lvv %s: %v", path, err)
+	}
+	var keys []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, "\t")
+		if len(f) > 10 && f[0] == "block" {
+			keys = append(keys, f[5]+"/"+f[6]+"/"+f[7]+"/"+f[10])
+		}
+	}
+	return keys
 }

@@ -39,25 +39,53 @@ type Base struct {
 	// Cached says the decompressed .img.xz came from the cache: it was not
 	// decompressed this time.
 	Cached bool
+	// OnDemand says the .img.xz is read by decoding the blocks a read
+	// needs (Options.OnDemand); nothing was decompressed up front.
+	OnDemand bool
+	// Verified says every block of an .img.xz has been decoded and its
+	// check verified, now or when it entered the cache. An .img.xz read on
+	// demand is not: only the blocks read were. A raw .img has nothing to verify.
+	Verified bool
 
-	raw  *os.File // the .img itself, or the temp file holding the decompressed .img.xz
-	size int64
-	temp string // temp file to delete on Close
+	raw    io.ReaderAt // the .img, the decompressed temp or cache file, or the on-demand decoder
+	file   *os.File    // the file behind raw; nil on demand
+	xzFile *os.File    // the .img.xz, kept open for XZ; nil if it has no usable index
+	xz     *xzra.Index
+	size   int64
+	temp   string // temp file to delete on Close
 }
+
+// Options says how OpenBaseWith opens a base.
+type Options struct {
+	// TempDir holds the decompressed .img.xz when it is not cached.
+	TempDir string
+	// CacheDir keeps decompressed .img.xz bases by sha256 ("" for none):
+	// one already there is not decompressed again, and a new one is
+	// decompressed into it rather than into TempDir.
+	CacheDir string
+	// OnDemand reads an .img.xz of many small blocks (xz -T0 makes them)
+	// by decoding only the blocks a read needs, unless it is in the cache:
+	// for builds whose outputs are all .img.xz, which copy the blocks the
+	// bake leaves alone (see XZ), and for inspect, which reads a few KiB.
+	OnDemand bool
+}
+
+// maxOnDemandBlock is the largest block OnDemand reads on demand: the
+// decoder keeps a few decoded blocks in memory (xz -T0 -6 makes 24 MiB
+// blocks, -9 makes 192 MiB ones, which are decompressed up front instead).
+const maxOnDemandBlock = 64 << 20
 
 // OpenBase opens a base image read-only. An .img.xz (recognised by its magic,
 // not its name) is decompressed once into a sparse temp file in tempDir, which
 // Close removes; the original is never opened for writing. A multi-block
 // .img.xz is decoded in parallel, one block per core.
 func OpenBase(ctx context.Context, path, tempDir string) (*Base, error) {
-	return OpenBaseCached(ctx, path, tempDir, "")
+	return OpenBaseWith(ctx, path, Options{TempDir: tempDir})
 }
 
-// OpenBaseCached is OpenBase with a cache of decompressed bases in
-// cacheDir ("" for none): an .img.xz whose sha256 is there is not
-// decompressed again, and a new one is decompressed into it rather than
-// into tempDir. The cached file is only ever read.
-func OpenBaseCached(ctx context.Context, path, tempDir, cacheDir string) (*Base, error) {
+// OpenBaseWith is OpenBase with the choices of o. A cached file is only
+// ever read.
+func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w", path, errors.Unwrap(err))
@@ -76,21 +104,79 @@ func OpenBaseCached(ctx context.Context, path, tempDir, cacheDir string) (*Base,
 	head = head[:n]
 	switch {
 	case bytes.HasPrefix(head, xzMagic):
-		defer f.Close()
-		if cacheDir != "" {
-			return openCached(ctx, f, st.Size(), path, cacheDir)
-		}
-		return decompressAny(ctx, f, st.Size(), path, tempDir, "")
+		return openXZ(ctx, f, st.Size(), path, o)
 	case bytes.HasPrefix(head, zstdMagic), bytes.HasPrefix(head, gzipMagic):
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w: zstd/gzip compression is not supported; give the .img or the .img.xz", path, ErrBadBase)
 	}
-	b := &Base{Path: path, raw: f, size: st.Size()}
+	b := &Base{Path: path, raw: f, file: f, size: st.Size(), Verified: true}
 	if b.SHA256, err = hashFile(ctx, f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// openXZ opens the .img.xz f: from the cache, on demand, or decompressed.
+// f stays open with the Base when its index is usable for XZ.
+func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Options) (_ *Base, err error) {
+	var idx *xzra.Index
+	x, xerr := xzra.Open(f, fileSize)
+	if xerr == nil && len(x.Index().Blocks) > 1 {
+		idx = x.Index()
+	}
+	var b *Base
+	defer func() {
+		switch {
+		case err != nil || idx == nil:
+			f.Close()
+		default:
+			b.xzFile, b.xz = f, idx
+		}
+	}()
+	var sum string
+	if o.CacheDir != "" || o.OnDemand && idx != nil {
+		if sum, err = hashFile(ctx, f); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("base %s: %w", path, err)
+		}
+	}
+	if o.CacheDir != "" {
+		if b = openEntry(x, path, sum, entryPath(o.CacheDir, sum)); b != nil {
+			return b, nil
+		}
+	}
+	if o.OnDemand && idx != nil && maxBlock(idx) <= maxOnDemandBlock {
+		b = &Base{Path: path, SHA256: sum, Compressed: true, OnDemand: true, raw: x, size: x.Size(),
+			Verified: markedVerified(o.CacheDir, sum)}
+		return b, nil
+	}
+	if o.CacheDir != "" {
+		b, err = decompressCached(ctx, f, fileSize, path, sum, o.CacheDir)
+	} else {
+		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "")
+	}
+	return b, err
+}
+
+func maxBlock(idx *xzra.Index) int64 {
+	var m int64
+	for _, b := range idx.Blocks {
+		m = max(m, b.UncompressedSize)
+	}
+	return m
+}
+
+// XZ returns the base's .img.xz file and its block index when it is an
+// .img.xz of several blocks, so that an .img.xz output can copy the blocks
+// a bake leaves untouched instead of compressing them again; nil otherwise.
+func (b *Base) XZ() (io.ReaderAt, *xzra.Index) {
+	if b.xz == nil {
+		return nil, nil
+	}
+	return b.xzFile, b.xz
 }
 
 func hashFile(ctx context.Context, f *os.File) (string, error) {
@@ -125,7 +211,7 @@ func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, t
 	if err != nil {
 		return nil, true, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
 	}
-	b := &Base{Path: path, Compressed: true, raw: tmp, temp: tmp.Name()}
+	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name()}
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	sum := make(chan error, 1)
@@ -185,7 +271,7 @@ func decompress(ctx context.Context, f *os.File, path, tempDir string) (*Base, e
 	if err != nil {
 		return nil, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
 	}
-	b := &Base{Path: path, Compressed: true, raw: tmp, temp: tmp.Name()}
+	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name()}
 	size, err := copySparse(tmp, &ctxReader{ctx, zr})
 	if err == nil && !endsWithFooter(f) {
 		// ulikunitz/xz reports a stream cut right after its header as a
@@ -285,7 +371,13 @@ func (b *Base) ReadAt(p []byte, off int64) (int, error) { return b.raw.ReadAt(p,
 
 // Close releases the base and deletes the decompressed temp file, if any.
 func (b *Base) Close() error {
-	err := b.raw.Close()
+	var err error
+	for _, f := range []*os.File{b.file, b.xzFile} {
+		if f != nil {
+			err = errors.Join(err, f.Close())
+		}
+	}
+	b.file, b.xzFile = nil, nil
 	if b.temp != "" {
 		if rerr := os.Remove(b.temp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)

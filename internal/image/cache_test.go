@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ func TestOpenBaseCached(t *testing.T) {
 
 	open := func(wantCached bool) {
 		t.Helper()
-		b, err := OpenBaseCached(context.Background(), xzPath, tempDir, cacheDir)
+		b, err := OpenBaseWith(context.Background(), xzPath, Options{TempDir: tempDir, CacheDir: cacheDir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +59,7 @@ func TestOpenBaseCached(t *testing.T) {
 	other := xzFile(t, t.TempDir(), append(bytes.Clone(disk), 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := OpenBaseCached(ctx, other, tempDir, cacheDir); !errors.Is(err, context.Canceled) {
+	if _, err := OpenBaseWith(ctx, other, Options{TempDir: tempDir, CacheDir: cacheDir}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(cacheDir, "*")); len(left) != 1 {
@@ -68,7 +69,7 @@ func TestOpenBaseCached(t *testing.T) {
 	// A cache that cannot be made says so and names the way around it.
 	notDir := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(notDir, nil, 0o644)
-	_, err := OpenBaseCached(context.Background(), xzPath, tempDir, filepath.Join(notDir, "decompressed"))
+	_, err := OpenBaseWith(context.Background(), xzPath, Options{TempDir: tempDir, CacheDir: filepath.Join(notDir, "decompressed")})
 	if err == nil || !strings.Contains(err.Error(), "decompressed-base cache") || !strings.Contains(err.Error(), "--no-cache") {
 		t.Errorf("unusable cache dir: %v", err)
 	}
@@ -76,7 +77,7 @@ func TestOpenBaseCached(t *testing.T) {
 	// Only the most recent keepCached entries stay.
 	for i := range 3 {
 		p := xzFile(t, t.TempDir(), append(bytes.Clone(disk), byte(i), 2))
-		b, err := OpenBaseCached(context.Background(), p, tempDir, cacheDir)
+		b, err := OpenBaseWith(context.Background(), p, Options{TempDir: tempDir, CacheDir: cacheDir})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,5 +85,73 @@ func TestOpenBaseCached(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(cacheDir, "*")); len(left) != keepCached {
 		t.Errorf("cache holds %d entries, want %d", len(left), keepCached)
+	}
+}
+
+// TestOnDemand: with OnDemand a multi-block .img.xz is read block by block
+// (nothing decompressed up front, reads still exact) and is Verified only
+// once MarkVerified recorded it in the cache; a cached decompressed base is
+// used in its place; a single-block .img.xz is decompressed as before.
+func TestOnDemand(t *testing.T) {
+	dir, tempDir := t.TempDir(), t.TempDir()
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	disk := mkDisk(6<<20, [3]int64{0x0c, 2048, 4096}, [3]int64{0x83, 6144, 4096})
+	rand.New(rand.NewSource(5)).Read(disk[1<<20 : 3<<20])
+	xzPath := xzFile(t, dir, disk)
+	open := func(o Options) *Base {
+		t.Helper()
+		o.TempDir = tempDir
+		b, err := OpenBaseWith(context.Background(), xzPath, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(disk))
+		if _, err := b.ReadAt(got, 0); err != nil || !bytes.Equal(got, disk) {
+			t.Fatalf("content differs (err %v)", err)
+		}
+		if file, idx := b.XZ(); file == nil || idx == nil || len(idx.Blocks) != 6 {
+			t.Errorf("XZ() gives no index of 6 blocks")
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name                   string
+		o                      Options
+		mark                   bool
+		onDemand, verified     bool
+		tempFiles, cacheImages int
+	}{
+		{"no cache", Options{OnDemand: true}, false, true, false, 0, 0},
+		{"cache, not verified", Options{OnDemand: true, CacheDir: cacheDir}, true, true, false, 0, 0},
+		{"cache, marked verified", Options{OnDemand: true, CacheDir: cacheDir}, false, true, true, 0, 0},
+		{"not on demand", Options{CacheDir: cacheDir}, false, false, true, 0, 1},
+		{"decompressed base cached", Options{OnDemand: true, CacheDir: cacheDir}, false, false, true, 0, 1},
+	} {
+		b := open(tc.o)
+		if b.OnDemand != tc.onDemand || b.Verified != tc.verified {
+			t.Errorf("%s: OnDemand %v Verified %v, want %v %v", tc.name, b.OnDemand, b.Verified, tc.onDemand, tc.verified)
+		}
+		if tc.mark {
+			b.MarkVerified(tc.o.CacheDir)
+		}
+		b.Close()
+		left, _ := os.ReadDir(tempDir)
+		imgs, _ := filepath.Glob(filepath.Join(cacheDir, "*.img"))
+		if len(left) != tc.tempFiles || len(imgs) != tc.cacheImages {
+			t.Errorf("%s: %d temp files, %d cache entries; want %d, %d", tc.name, len(left), len(imgs), tc.tempFiles, tc.cacheImages)
+		}
+	}
+
+	single := filepath.Join(t.TempDir(), "single.img.xz")
+	if out, err := exec.Command("sh", "-c", `xz -T1 -0 -c "$1" > "$2"`, "sh", filepath.Join(dir, "disk.img"), single).CombinedOutput(); err != nil {
+		t.Fatalf("xz: %v %s", err, out)
+	}
+	b, err := OpenBaseWith(context.Background(), single, Options{TempDir: tempDir, OnDemand: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if file, idx := b.XZ(); b.OnDemand || !b.Verified || file != nil || idx != nil {
+		t.Errorf("single block: OnDemand %v Verified %v XZ %v %v", b.OnDemand, b.Verified, file, idx)
 	}
 }

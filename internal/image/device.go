@@ -47,6 +47,29 @@ func (d *Device) DirtyPages() []int64 {
 	return idx
 }
 
+// Untouched reports whether no byte of [off, off+n) was written: there the
+// device reads exactly as its base.
+func (d *Device) Untouched(off, n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	first, last := off/PageSize, (off+n-1)/PageSize
+	if int64(len(d.pages)) < last-first+1 {
+		for p := range d.pages {
+			if p >= first && p <= last {
+				return false
+			}
+		}
+		return true
+	}
+	for p := first; p <= last; p++ {
+		if _, ok := d.pages[p]; ok {
+			return false
+		}
+	}
+	return true
+}
+
 // ReadAt reads from the written pages where there are some, else from the base.
 func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {

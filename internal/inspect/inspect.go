@@ -59,11 +59,13 @@ type Image struct {
 	boot   *fat32.FileSystem
 }
 
-// Open opens an .img or .img.xz (decompressed into tempDir) for reading.
-// Nothing is ever written to the file: filesystems are read through a
-// copy-on-write device.
+// Open opens an .img or .img.xz for reading. An .img.xz of many blocks (as
+// xz -T0 and magibake make them) is read block by block, so only the few
+// blocks that hold the partition table and the files read are decoded;
+// one of a single block is decompressed into tempDir. Nothing is ever
+// written to the file: filesystems are read through a copy-on-write device.
 func Open(ctx context.Context, p, tempDir string) (*Image, error) {
-	b, err := image.OpenBase(ctx, p, tempDir)
+	b, err := image.OpenBaseWith(ctx, p, image.Options{TempDir: tempDir, OnDemand: true})
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ type Check func(r io.ReaderAt, size int64) error
 // Stage), then renamed over path. On any error or cancellation the temp file
 // is removed and path is untouched.
 func Write(ctx context.Context, path string, src io.ReaderAt, size int64, check Check) error {
-	s, err := Stage(ctx, path, src, size, check)
+	s, err := Stage(ctx, path, src, size, check, nil)
 	if err != nil {
 		return err
 	}
@@ -52,8 +52,12 @@ type Staged struct {
 //
 // Compressed formats (.zst, .xz) cannot be checked in place: check runs on
 // src before it is compressed, and the temp file is then opened again and
-// decoded in full, and must decode to exactly the checked bytes.
-func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check Check) (_ *Staged, err error) {
+// decoded, and must decode to exactly the checked bytes (for blocks of an
+// .xz copied from reuse: hold exactly the bytes copied).
+//
+// reuse, when not nil, is the .img.xz that src was baked from; an .xz
+// output copies its untouched blocks (see Reuse). Other formats ignore it.
+func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check Check, reuse *Reuse) (_ *Staged, err error) {
 	format, err := FormatOf(path)
 	if err != nil {
 		return nil, err
@@ -62,7 +66,9 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 	case Zstd:
 		return stageCompressed(ctx, path, src, size, check, encodeZstd)
 	case XZ:
-		return stageCompressed(ctx, path, src, size, check, encodeXZ)
+		return stageCompressed(ctx, path, src, size, check, func(ctx context.Context, w io.Writer, src io.ReaderAt, size int64) (verifier, error) {
+			return encodeXZ(ctx, w, src, size, reuse)
+		})
 	}
 	tmp, err := createTemp(path)
 	if err != nil {

@@ -199,3 +199,36 @@ func parseBlockHeader(p []byte, i int, compLen, uncompLen int64) (int64, error) 
 	}
 	return dictCap, nil
 }
+
+// DecodeBlockAt decodes the block b of the xz data r (b.Offset is where its
+// header starts in r) into w, verifying it as Reader.DecodeBlock does: for
+// a block copied from one file into another, checked where it now lies.
+func DecodeBlockAt(r io.ReaderAt, b Block, w io.Writer) error {
+	return decodeBlock(r, b, 0, w, make([]byte, copyBuf))
+}
+
+// Len is the number of bytes block b takes in the file: header,
+// compressed data, padding and check.
+func (b Block) Len() int64 {
+	cs, _ := checkSize(b.Check)
+	data := b.UnpaddedSize - int64(cs)
+	return (data+3)&^3 + int64(cs)
+}
+
+// NewCheck returns the hash of an xz check type (nil for None) and the
+// number of bytes it takes in a block.
+func NewCheck(check byte) (hash.Hash, int, error) {
+	n, err := checkSize(check)
+	if err != nil {
+		return nil, 0, err
+	}
+	return newCheck(check), n, nil
+}
+
+// CheckBytes is the sum of h as an xz block stores it for check type check.
+func CheckBytes(h hash.Hash, check byte) []byte {
+	if h == nil {
+		return nil
+	}
+	return stored(h, check)
+}

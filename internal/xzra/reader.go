@@ -17,8 +17,13 @@ const copyBuf = 1 << 20
 // index's size is not trusted until the block decodes to it.
 const maxPrealloc = 256 << 20
 
-// cacheBlocks is how many decoded blocks ReadAt keeps.
-const cacheBlocks = 4
+// ReadAt keeps decoded blocks up to cacheBytes, and at least minCached
+// blocks whatever their size, so two blocks read in turn are not decoded
+// again and again.
+const (
+	cacheBytes = 96 << 20
+	minCached  = 2
+)
 
 // Reader decodes the blocks of an indexed xz file. It is safe for
 // concurrent use.
@@ -26,8 +31,17 @@ type Reader struct {
 	r     io.ReaderAt
 	index *Index
 
-	mu    sync.Mutex
-	cache []cached // most recently used last
+	mu      sync.Mutex
+	cache   []cached // most recently used last
+	loading map[int]*loadingBlock
+}
+
+// loadingBlock is a block being decoded for ReadAt: a second reader of the
+// same block waits for it instead of decoding it again.
+type loadingBlock struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 type cached struct {
@@ -258,7 +272,8 @@ func (x *Reader) blockAt(pos int64) int {
 	})
 }
 
-// block returns block i decoded, from the cache or freshly.
+// block returns block i decoded, from the cache or freshly; concurrent
+// readers of one block share one decode.
 func (x *Reader) block(i int) ([]byte, error) {
 	x.mu.Lock()
 	for k, c := range x.cache {
@@ -268,17 +283,38 @@ func (x *Reader) block(i int) ([]byte, error) {
 			return c.data, nil
 		}
 	}
+	if l, ok := x.loading[i]; ok {
+		x.mu.Unlock()
+		<-l.done
+		return l.data, l.err
+	}
+	l := &loadingBlock{done: make(chan struct{})}
+	if x.loading == nil {
+		x.loading = map[int]*loadingBlock{}
+	}
+	x.loading[i] = l
 	x.mu.Unlock()
+
 	var buf bytes.Buffer
 	buf.Grow(int(min(x.index.Blocks[i].UncompressedSize, maxPrealloc)))
-	if err := x.DecodeBlock(i, &buf); err != nil {
-		return nil, err
+	l.err = x.DecodeBlock(i, &buf)
+	if l.err == nil {
+		l.data = buf.Bytes()
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.cache = append(x.cache, cached{i, buf.Bytes()})
-	if len(x.cache) > cacheBlocks {
-		x.cache = x.cache[1:]
+	delete(x.loading, i)
+	if l.err == nil {
+		x.cache = append(x.cache, cached{i, l.data})
+		total := 0
+		for _, c := range x.cache {
+			total += len(c.data)
+		}
+		for len(x.cache) > minCached && total > cacheBytes {
+			total -= len(x.cache[0].data)
+			x.cache = x.cache[1:]
+		}
 	}
-	return buf.Bytes(), nil
+	x.mu.Unlock()
+	close(l.done)
+	return l.data, l.err
 }
