@@ -110,7 +110,12 @@ func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
 		return nil, fmt.Errorf("base %s: %w: zstd/gzip compression is not supported; give the .img or the .img.xz", path, ErrBadBase)
 	}
 	b := &Base{Path: path, raw: f, file: f, size: st.Size(), Verified: true}
-	if b.SHA256, err = hashFile(ctx, f); err != nil {
+	if o.CacheDir != "" {
+		b.SHA256, err = cachedSum(ctx, f, path, o.CacheDir)
+	} else {
+		b.SHA256, err = hashFile(ctx, f)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w", path, err)
 	}
@@ -136,7 +141,12 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 	}()
 	var sum string
 	if o.CacheDir != "" || o.OnDemand && idx != nil {
-		if sum, err = hashFile(ctx, f); err != nil {
+		if o.CacheDir != "" {
+			sum, err = cachedSum(ctx, f, path, o.CacheDir)
+		} else {
+			sum, err = hashFile(ctx, f)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -362,6 +372,10 @@ func allZero(b []byte) bool {
 	}
 	return true
 }
+
+// File is the plain file holding the raw disk bytes (the .img, or the
+// decompressed .img.xz), or nil when an .img.xz is read on demand.
+func (b *Base) File() *os.File { return b.file }
 
 // Size is the size of the raw disk image in bytes.
 func (b *Base) Size() int64 { return b.size }

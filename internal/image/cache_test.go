@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOpenBaseCached(t *testing.T) {
@@ -62,7 +63,7 @@ func TestOpenBaseCached(t *testing.T) {
 	if _, err := OpenBaseWith(ctx, other, Options{TempDir: tempDir, CacheDir: cacheDir}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	if left, _ := filepath.Glob(filepath.Join(cacheDir, "*")); len(left) != 1 {
+	if left, _ := filepath.Glob(filepath.Join(cacheDir, "*.img")); len(left) != 1 {
 		t.Errorf("cache after a cancelled open: %v", left)
 	}
 
@@ -83,7 +84,7 @@ func TestOpenBaseCached(t *testing.T) {
 		}
 		b.Close()
 	}
-	if left, _ := filepath.Glob(filepath.Join(cacheDir, "*")); len(left) != keepCached {
+	if left, _ := filepath.Glob(filepath.Join(cacheDir, "*.img")); len(left) != keepCached {
 		t.Errorf("cache holds %d entries, want %d", len(left), keepCached)
 	}
 }
@@ -153,5 +154,44 @@ func TestOnDemand(t *testing.T) {
 	defer b.Close()
 	if file, idx := b.XZ(); b.OnDemand || !b.Verified || file != nil || idx != nil {
 		t.Errorf("single block: OnDemand %v Verified %v XZ %v %v", b.OnDemand, b.Verified, file, idx)
+	}
+}
+
+// TestRememberedSum: with a cache, the sha256 of a base is remembered by
+// the file's identity and not computed again, until the file changes.
+func TestRememberedSum(t *testing.T) {
+	dir, cacheDir := t.TempDir(), filepath.Join(t.TempDir(), "cache")
+	disk := mkDisk(4<<20, [3]int64{0x0c, 2048, 2048}, [3]int64{0x83, 4096, 2048})
+	for _, p := range []string{xzFile(t, dir, disk), filepath.Join(dir, "disk.img")} {
+		open := func() string {
+			t.Helper()
+			b, err := OpenBaseWith(context.Background(), p, Options{TempDir: dir, CacheDir: cacheDir, OnDemand: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			return b.SHA256
+		}
+		real := open()
+		sums, _ := filepath.Glob(filepath.Join(cacheDir, "*"+sumSuffix))
+		var mine string
+		for _, s := range sums {
+			if b, _ := os.ReadFile(s); string(b) == real {
+				mine = s
+			}
+		}
+		if mine == "" {
+			t.Fatalf("%s: no remembered sum in %v", p, sums)
+		}
+		fake := strings.Repeat("ab", 32)
+		os.WriteFile(mine, []byte(fake), 0o644)
+		if got := open(); got != fake {
+			t.Errorf("%s: sum %s, want the remembered %s", p, got, fake)
+		}
+		later := time.Now().Add(time.Hour)
+		os.Chtimes(p, later, later)
+		if got := open(); got != real {
+			t.Errorf("%s: after the file changed, sum %s, want %s", p, got, real)
+		}
 	}
 }

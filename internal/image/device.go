@@ -47,6 +47,30 @@ func (d *Device) DirtyPages() []int64 {
 	return idx
 }
 
+// BaseFile is the plain file the device reads its clean pages from (an
+// .img, or a decompressed base), or nil (an .img.xz read on demand).
+func (d *Device) BaseFile() *os.File {
+	if f, ok := d.base.(interface{ File() *os.File }); ok {
+		return f.File()
+	}
+	return nil
+}
+
+// Changed lists the written byte ranges [start, end), in order, adjacent
+// pages merged.
+func (d *Device) Changed() [][2]int64 {
+	var out [][2]int64
+	for _, p := range d.DirtyPages() {
+		start, end := p*PageSize, min((p+1)*PageSize, d.size)
+		if n := len(out); n > 0 && out[n-1][1] == start {
+			out[n-1][1] = end
+			continue
+		}
+		out = append(out, [2]int64{start, end})
+	}
+	return out
+}
+
 // Untouched reports whether no byte of [off, off+n) was written: there the
 // device reads exactly as its base.
 func (d *Device) Untouched(off, n int64) bool {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // chunk is the unit of the sparse copy: all-zero chunks become holes.
@@ -80,21 +81,16 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 			os.Remove(tmp.Name())
 		}
 	}()
-	buf := make([]byte, chunk)
-	for off := int64(0); off < size; off += chunk {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	if l, ok := src.(Layered); ok && l.BaseFile() != nil {
+		err = copyLayered(ctx, tmp, l, src, size)
+	} else {
+		err = copySparse(ctx, tmp, src, size)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		n := int(min(chunk, size-off))
-		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
-			return nil, fmt.Errorf("output %s: read image at %d: %w", path, off, err)
-		}
-		if allZero(buf[:n]) {
-			continue
-		}
-		if _, err := tmp.WriteAt(buf[:n], off); err != nil {
-			return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
-		}
+		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	if err := tmp.Truncate(size); err != nil {
 		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
@@ -108,6 +104,112 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 		}
 	}
 	return &Staged{path: path, tmp: tmp.Name()}, nil
+}
+
+// copySparse copies size bytes of src to tmp a chunk at a time, leaving
+// all-zero chunks as holes.
+func copySparse(ctx context.Context, tmp *os.File, src io.ReaderAt, size int64) error {
+	buf := make([]byte, chunk)
+	for off := int64(0); off < size; off += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(chunk, size-off))
+		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return fmt.Errorf("read image at %d: %w", off, err)
+		}
+		if allZero(buf[:n]) {
+			continue
+		}
+		if _, err := tmp.WriteAt(buf[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Layered is a card that is a plain file with some byte ranges changed,
+// as image.Device is over an .img or a decompressed base. Its raw output
+// is made by the kernel copying the file's data extents (copy_file_range,
+// through os.File.ReadFrom), its holes skipped, and then the changed ranges
+// written: no pass over gigabytes in user space, which took 4.7 s of a
+// 6.5 s re-bake of a 2.7 GiB card.
+type Layered interface {
+	// BaseFile is the file under the changes, or nil if there is none
+	// (the card is then copied as any other source).
+	BaseFile() *os.File
+	// Changed lists the changed byte ranges [start, end), in order.
+	Changed() [][2]int64
+}
+
+// lseek whence values for the data and holes of a sparse file (Linux).
+const (
+	seekData = 3
+	seekHole = 4
+)
+
+// copyLayered writes the card l (read through src) to tmp as described at
+// Layered. A filesystem that cannot list holes gets copySparse.
+func copyLayered(ctx context.Context, tmp *os.File, l Layered, src io.ReaderAt, size int64) error {
+	f := l.BaseFile()
+	if _, err := f.Seek(0, seekData); err != nil && !errors.Is(err, syscall.ENXIO) {
+		return copySparse(ctx, tmp, src, size)
+	}
+	for off := int64(0); off < size; {
+		start, err := f.Seek(off, seekData)
+		if errors.Is(err, syscall.ENXIO) {
+			break // no data after off
+		}
+		if err != nil {
+			return fmt.Errorf("find data in the base: %w", err)
+		}
+		if start >= size {
+			break
+		}
+		end, err := f.Seek(start, seekHole)
+		if err != nil {
+			return fmt.Errorf("find holes in the base: %w", err)
+		}
+		end = min(end, size)
+		for p := start; p < end; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := min(end-p, 64<<20) // a piece at a time, to notice Ctrl-C
+			if _, err := f.Seek(p, io.SeekStart); err != nil {
+				return err
+			}
+			if _, err := tmp.Seek(p, io.SeekStart); err != nil {
+				return err
+			}
+			w, err := tmp.ReadFrom(io.LimitReader(f, n))
+			if err == nil && w != n {
+				err = fmt.Errorf("copied %d of %d bytes of the base at %d", w, n, p)
+			}
+			if err != nil {
+				return err
+			}
+			p += n
+		}
+		off = end
+	}
+	var buf []byte
+	for _, r := range l.Changed() {
+		n := int(min(r[1], size) - r[0])
+		if n <= 0 {
+			continue
+		}
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		if _, err := src.ReadAt(buf[:n], r[0]); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return fmt.Errorf("read image at %d: %w", r[0], err)
+		}
+		if _, err := tmp.WriteAt(buf[:n], r[0]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // createTemp makes the temp file for path in the same directory, so that the
