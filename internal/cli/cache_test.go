@@ -19,7 +19,7 @@ func TestBuildCachesDecompressedBase(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", cache)
 	entries := func() []string {
-		m, _ := filepath.Glob(filepath.Join(cache, "magibake", "decompressed", "*"))
+		m, _ := filepath.Glob(filepath.Join(cache, "magibake", "decompressed", "*.img"))
 		return m
 	}
 	decompressed := "decompressed " + imgXZ + " ("
