@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/magibake/magibake/internal/bake"
@@ -148,6 +149,11 @@ type Options struct {
 	// CacheDir keeps decompressed .img.xz bases by sha256 so later builds
 	// skip decompression; "" decompresses beside the output every time.
 	CacheDir string
+	// Progress, if set, shows how a long phase (decompressing the base,
+	// writing a card) advances: it starts a display named what and returns
+	// update, which may be called from several goroutines, and end, called
+	// once when the phase is over, whether it succeeded or not.
+	Progress func(what string) (update func(done, total int64), end func())
 
 	// tamper, set only by tests, runs between the write of a staged output
 	// and its read-back, to change the file as a faulty disk or writer would.
@@ -227,7 +233,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	start := time.Now()
-	base, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir, OnDemand: onDemand})
+	update, end := o.progress("decompress " + filepath.Base(o.Base))
+	base, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir,
+		OnDemand: onDemand, Progress: update})
+	end()
 	if err != nil {
 		return InputError(err)
 	}
@@ -290,7 +299,9 @@ func Run(ctx context.Context, o Options) error {
 			// read-back.
 			reuse = &output.Reuse{File: file, Index: idx, Untouched: dev.Untouched, Trusted: base.Verified || pin != ""}
 		}
-		s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, reuse)
+		update, end := o.progress("write " + filepath.Base(j.out))
+		s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, output.Options{Reuse: reuse, Progress: update})
+		end()
 		if err != nil {
 			cls := Internal
 			if hostInput(err) {
@@ -321,6 +332,25 @@ func Run(ctx context.Context, o Options) error {
 		staged = staged[1:]
 	}
 	return nil
+}
+
+// progress is o.Progress, or no display; update never goes backwards even
+// when goroutines report out of order.
+func (o Options) progress(what string) (update func(done, total int64), end func()) {
+	if o.Progress == nil {
+		return nil, func() {}
+	}
+	up, end := o.Progress(what)
+	var mu sync.Mutex
+	var last int64
+	return func(done, total int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done > last {
+			last = done
+			up(done, total)
+		}
+	}, end
 }
 
 func checkOutput(out, base string) error {

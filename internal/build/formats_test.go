@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/magibake/magibake/internal/fixture"
@@ -171,4 +172,58 @@ func xzBlocks(t *testing.T, path string) []string {
 		}
 	}
 	return keys
+}
+
+// TestProgress: a build reports the decompression of the base and the
+// writing of each card, each from nothing to its total, never backwards,
+// and ends every display it starts.
+func TestProgress(t *testing.T) {
+	_, baseXZ := fixture.Image(t, "bookworm")
+	st, err := os.Stat(baseXZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{"caspar.img", "caspar.img.xz", "caspar.img.zst"} {
+		type phase struct {
+			last, total int64
+			backwards   bool
+			ended       int
+		}
+		var mu sync.Mutex
+		phases := map[string]*phase{}
+		progress := func(what string) (func(done, total int64), func()) {
+			mu.Lock()
+			defer mu.Unlock()
+			p := &phase{}
+			phases[what] = p
+			return func(done, total int64) {
+					mu.Lock()
+					defer mu.Unlock()
+					p.backwards = p.backwards || done < p.last
+					p.last, p.total = done, total
+				}, func() {
+					mu.Lock()
+					defer mu.Unlock()
+					p.ended++
+				}
+		}
+		o := Options{Sources: Sources{Getenv: getenv}, Nodes: []string{"caspar"}, Output: filepath.Join(t.TempDir(), out),
+			Base: baseXZ, Version: "test", CacheDir: filepath.Join(t.TempDir(), "cache"), Progress: progress}
+		if err := Run(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{"write " + out: 0}
+		if !strings.HasSuffix(out, ".xz") { // an .img.xz card reads the base block by block
+			want["decompress "+filepath.Base(baseXZ)] = st.Size()
+		}
+		for what, total := range want {
+			p := phases[what]
+			switch {
+			case p == nil:
+				t.Errorf("%s: no %q display (had %v)", out, what, phases)
+			case p.backwards || p.ended != 1 || p.last != p.total || p.total == 0 || total > 0 && p.total != total:
+				t.Errorf("%s: %q went to %d of %d (want %d), backwards %v, ended %d times", out, what, p.last, p.total, total, p.backwards, p.ended)
+			}
+		}
+	}
 }

@@ -163,7 +163,7 @@ func BenchmarkReadBack(b *testing.B) {
 	dir := b.TempDir()
 	for b.Loop() {
 		start := time.Now()
-		s, err := output.Stage(context.Background(), filepath.Join(dir, "c.img"), dev, dev.Size(), verify, nil)
+		s, err := output.Stage(context.Background(), filepath.Join(dir, "c.img"), dev, dev.Size(), verify, output.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

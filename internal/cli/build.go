@@ -21,6 +21,7 @@ func newBuild() *cobra.Command {
 		Args: argsRule(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Nodes, o.Version, o.Log = args, Version, cmd.ErrOrStderr()
+			o.Progress = progressBars(cmd.ErrOrStderr())
 			warnSecretFiles(cmd.ErrOrStderr(), o.Sources)
 			if o.Output == "" && o.OutDir == "" {
 				o.OutDir = "."

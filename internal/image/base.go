@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/magibake/magibake/internal/xzra"
 	"github.com/ulikunitz/xz"
@@ -63,6 +64,10 @@ type Options struct {
 	// one already there is not decompressed again, and a new one is
 	// decompressed into it rather than into TempDir.
 	CacheDir string
+	// Progress, if set, is told how many bytes of an .img.xz have been
+	// read while it is decompressed up front (total: the file's size).
+	// It may be called from several goroutines at once.
+	Progress func(done, total int64)
 	// OnDemand reads an .img.xz of many small blocks (xz -T0 makes them)
 	// by decoding only the blocks a read needs, unless it is in the cache:
 	// for builds whose outputs are all .img.xz, which copy the blocks the
@@ -164,9 +169,9 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 		return b, nil
 	}
 	if o.CacheDir != "" {
-		b, err = decompressCached(ctx, f, fileSize, path, sum, o.CacheDir)
+		b, err = decompressCached(ctx, f, fileSize, path, sum, o.CacheDir, o.Progress)
 	} else {
-		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "")
+		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "", o.Progress)
 	}
 	return b, err
 }
@@ -200,11 +205,29 @@ func hashFile(ctx context.Context, f *os.File) (string, error) {
 // decompressAny decompresses the .img.xz f into a temp file in dir, in
 // parallel when it has several blocks. sum, when known, is the file's
 // sha256 and is not computed again.
-func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, sum string) (*Base, error) {
-	if b, ok, err := decompressParallel(ctx, f, fileSize, path, dir, sum); ok {
+func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, sum string, progress func(done, total int64)) (*Base, error) {
+	in := &counter{r: f, total: fileSize, fn: progress}
+	if b, ok, err := decompressParallel(ctx, f, in, fileSize, path, dir, sum); ok {
 		return b, err
 	}
-	return decompress(ctx, f, path, dir)
+	in.n.Store(0)
+	return decompress(ctx, f, in, path, dir)
+}
+
+// counter reports to fn how many bytes were read through it.
+type counter struct {
+	r     io.ReaderAt
+	n     atomic.Int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (c *counter) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	if c.fn != nil {
+		c.fn(min(c.n.Add(int64(n)), c.total), c.total)
+	}
+	return n, err
 }
 
 // decompressParallel decodes a multi-block .img.xz straight into a sparse
@@ -212,8 +235,8 @@ func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, s
 // reports ok=false (and leaves nothing behind) when the file has a single
 // block or its index cannot be read: streaming then does the work and names
 // the damage (truncated, trailing data) as it always has.
-func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, tempDir, knownSum string) (*Base, bool, error) {
-	x, err := xzra.Open(f, fileSize)
+func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSize int64, path, tempDir, knownSum string) (*Base, bool, error) {
+	x, err := xzra.Open(in, fileSize)
 	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
 		return nil, false, nil
 	}
@@ -261,15 +284,12 @@ func decompressParallel(ctx context.Context, f *os.File, fileSize int64, path, t
 	return b, true, nil
 }
 
-// decompress streams the .img.xz into a sparse temp file, hashing the
-// compressed bytes on the way.
-func decompress(ctx context.Context, f *os.File, path, tempDir string) (*Base, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("base %s: %w", path, err)
-	}
+// decompress streams the .img.xz f (read through in, which may count it)
+// into a sparse temp file, hashing the compressed bytes on the way.
+func decompress(ctx context.Context, f *os.File, in io.ReaderAt, path, tempDir string) (*Base, error) {
 	h := sha256.New()
 	// ulikunitz/xz reads byte by byte from its source: unbuffered it is ~8x slower.
-	src := bufio.NewReaderSize(io.TeeReader(f, h), 1<<20)
+	src := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(in, 0, 1<<62), h), 1<<20)
 	// One stream, as xz and the Raspberry Pi OS images make: anything after
 	// it is reported as "unexpected data after stream", not misread as the
 	// bad header of a second stream.

@@ -123,12 +123,12 @@ func entryPath(cacheDir, sum string) string { return filepath.Join(cacheDir, sum
 
 // decompressCached decompresses the .img.xz f, whose sha256 is sum, into
 // cacheDir, where later builds find it (openEntry).
-func decompressCached(ctx context.Context, f *os.File, fileSize int64, path, sum, cacheDir string) (*Base, error) {
+func decompressCached(ctx context.Context, f *os.File, fileSize int64, path, sum, cacheDir string, progress func(done, total int64)) (*Base, error) {
 	entry := entryPath(cacheDir, sum)
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("base %s: decompressed-base cache: %w (--no-cache decompresses beside the output instead)", path, err)
 	}
-	b, err := decompressAny(ctx, f, fileSize, path, cacheDir, sum)
+	b, err := decompressAny(ctx, f, fileSize, path, cacheDir, sum, progress)
 	if err != nil {
 		if strings.Contains(err.Error(), "decompress into "+cacheDir) {
 			err = fmt.Errorf("%w (--no-cache decompresses beside the output instead)", err)

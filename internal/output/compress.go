@@ -119,16 +119,31 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// progressReader reports to fn how many bytes were read through it.
+type progressReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	p.fn(p.done, p.total)
+	return n, err
+}
+
 // encodeZstd compresses with klauspost/compress's encoder at its fastest
 // level on every core: .img.zst is the quick format for CI artifacts, where
 // time matters more than the last few percent of size.
-func encodeZstd(ctx context.Context, w io.Writer, src io.ReaderAt, size int64) (verifier, error) {
+func encodeZstd(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, progress func(done, total int64)) (verifier, error) {
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(workers()))
 	if err != nil {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
 	h := sha256.New()
-	in := io.TeeReader(ctxReader{ctx, io.NewSectionReader(src, 0, size)}, h)
+	in := io.TeeReader(&progressReader{r: ctxReader{ctx, io.NewSectionReader(src, 0, size)}, total: size, fn: progress}, h)
 	if _, err := io.CopyBuffer(zw, in, make([]byte, 4<<20)); err != nil {
 		zw.Close()
 		return nil, err

@@ -115,8 +115,10 @@ func TestCompressedReadBack(t *testing.T) {
 	}
 	streams := map[string]encoded{}
 	for name, enc := range map[string]encoder{"xz": func(ctx context.Context, w io.Writer, src io.ReaderAt, size int64) (verifier, error) {
-		return encodeXZ(ctx, w, src, size, nil)
-	}, "zstd": encodeZstd} {
+		return encodeXZ(ctx, w, src, size, nil, Options{}.progress)
+	}, "zstd": func(ctx context.Context, w io.Writer, src io.ReaderAt, size int64) (verifier, error) {
+		return encodeZstd(ctx, w, src, size, Options{}.progress)
+	}} {
 		var buf bytes.Buffer
 		verify, err := enc(context.Background(), &buf, bytes.NewReader(img), int64(len(img)))
 		if err != nil {

@@ -31,7 +31,7 @@ type Check func(r io.ReaderAt, size int64) error
 // Stage), then renamed over path. On any error or cancellation the temp file
 // is removed and path is untouched.
 func Write(ctx context.Context, path string, src io.ReaderAt, size int64, check Check) error {
-	s, err := Stage(ctx, path, src, size, check, nil)
+	s, err := Stage(ctx, path, src, size, check, Options{})
 	if err != nil {
 		return err
 	}
@@ -44,6 +44,23 @@ type Staged struct {
 	path, tmp string
 }
 
+// Options are what Stage may use besides the card.
+type Options struct {
+	// Reuse, when not nil, is the .img.xz the card was baked from: an .xz
+	// output copies its untouched blocks. Other formats ignore it.
+	Reuse *Reuse
+	// Progress, if set, is told how many bytes of the card have been
+	// written (total: its size), from one goroutine at a time.
+	Progress func(done, total int64)
+}
+
+// progress reports done of total to o.Progress, if any.
+func (o Options) progress(done, total int64) {
+	if o.Progress != nil {
+		o.Progress(min(done, total), total)
+	}
+}
+
 // Stage does the work of Write except the final rename, so that several
 // outputs can appear together or not at all. Once the temp file is synced
 // and closed, Stage opens it again and hands it to check (nil: no check):
@@ -54,21 +71,20 @@ type Staged struct {
 // Compressed formats (.zst, .xz) cannot be checked in place: check runs on
 // src before it is compressed, and the temp file is then opened again and
 // decoded, and must decode to exactly the checked bytes (for blocks of an
-// .xz copied from reuse: hold exactly the bytes copied).
-//
-// reuse, when not nil, is the .img.xz that src was baked from; an .xz
-// output copies its untouched blocks (see Reuse). Other formats ignore it.
-func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check Check, reuse *Reuse) (_ *Staged, err error) {
+// .xz copied from o.Reuse: hold exactly the bytes copied).
+func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check Check, o Options) (_ *Staged, err error) {
 	format, err := FormatOf(path)
 	if err != nil {
 		return nil, err
 	}
 	switch format {
 	case Zstd:
-		return stageCompressed(ctx, path, src, size, check, encodeZstd)
+		return stageCompressed(ctx, path, src, size, check, func(ctx context.Context, w io.Writer, src io.ReaderAt, size int64) (verifier, error) {
+			return encodeZstd(ctx, w, src, size, o.progress)
+		})
 	case XZ:
 		return stageCompressed(ctx, path, src, size, check, func(ctx context.Context, w io.Writer, src io.ReaderAt, size int64) (verifier, error) {
-			return encodeXZ(ctx, w, src, size, reuse)
+			return encodeXZ(ctx, w, src, size, o.Reuse, o.progress)
 		})
 	}
 	tmp, err := createTemp(path)
@@ -82,9 +98,9 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 		}
 	}()
 	if l, ok := src.(Layered); ok && l.BaseFile() != nil {
-		err = copyLayered(ctx, tmp, l, src, size)
+		err = copyLayered(ctx, tmp, l, src, size, o.progress)
 	} else {
-		err = copySparse(ctx, tmp, src, size)
+		err = copySparse(ctx, tmp, src, size, o.progress)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -108,7 +124,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 
 // copySparse copies size bytes of src to tmp a chunk at a time, leaving
 // all-zero chunks as holes.
-func copySparse(ctx context.Context, tmp *os.File, src io.ReaderAt, size int64) error {
+func copySparse(ctx context.Context, tmp *os.File, src io.ReaderAt, size int64, progress func(done, total int64)) error {
 	buf := make([]byte, chunk)
 	for off := int64(0); off < size; off += chunk {
 		if err := ctx.Err(); err != nil {
@@ -118,6 +134,7 @@ func copySparse(ctx context.Context, tmp *os.File, src io.ReaderAt, size int64) 
 		if _, err := src.ReadAt(buf[:n], off); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
 			return fmt.Errorf("read image at %d: %w", off, err)
 		}
+		progress(off+int64(n), size)
 		if allZero(buf[:n]) {
 			continue
 		}
@@ -150,10 +167,10 @@ const (
 
 // copyLayered writes the card l (read through src) to tmp as described at
 // Layered. A filesystem that cannot list holes gets copySparse.
-func copyLayered(ctx context.Context, tmp *os.File, l Layered, src io.ReaderAt, size int64) error {
+func copyLayered(ctx context.Context, tmp *os.File, l Layered, src io.ReaderAt, size int64, progress func(done, total int64)) error {
 	f := l.BaseFile()
 	if _, err := f.Seek(0, seekData); err != nil && !errors.Is(err, syscall.ENXIO) {
-		return copySparse(ctx, tmp, src, size)
+		return copySparse(ctx, tmp, src, size, progress)
 	}
 	for off := int64(0); off < size; {
 		start, err := f.Seek(off, seekData)
@@ -190,9 +207,11 @@ func copyLayered(ctx context.Context, tmp *os.File, l Layered, src io.ReaderAt, 
 				return err
 			}
 			p += n
+			progress(p, size)
 		}
 		off = end
 	}
+	progress(size, size)
 	var buf []byte
 	for _, r := range l.Changed() {
 		n := int(min(r[1], size) - r[0])

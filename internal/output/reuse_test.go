@@ -89,7 +89,7 @@ func TestXZReuse(t *testing.T) {
 			}
 			out := filepath.Join(t.TempDir(), "card.img.xz")
 			reuse := &Reuse{File: bytes.NewReader(file), Index: idx, Untouched: card.untouched}
-			s, err := Stage(context.Background(), out, bytes.NewReader(card.img), int64(len(card.img)), nil, reuse)
+			s, err := Stage(context.Background(), out, bytes.NewReader(card.img), int64(len(card.img)), nil, Options{Reuse: reuse})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +136,7 @@ func TestXZReuseDamagedBase(t *testing.T) {
 	for _, trusted := range []bool{false, true} {
 		out := filepath.Join(t.TempDir(), "card.img.xz")
 		reuse := &Reuse{File: bytes.NewReader(file), Index: idx, Untouched: func(int64, int64) bool { return true }, Trusted: trusted}
-		s, err := Stage(context.Background(), out, bytes.NewReader(img), int64(len(img)), nil, reuse)
+		s, err := Stage(context.Background(), out, bytes.NewReader(img), int64(len(img)), nil, Options{Reuse: reuse})
 		if trusted {
 			if err != nil {
 				t.Fatalf("trusted: %v", err)

@@ -113,7 +113,7 @@ type xzBlockOut struct {
 // out the blocks to compress in order, workers() goroutines compress them,
 // and the caller's goroutine writes every block in order, copying reused
 // ones straight from the base; at most 2*workers() blocks are in memory.
-func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reuse *Reuse) (verifier, error) {
+func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reuse *Reuse, progress func(done, total int64)) (verifier, error) {
 	segs, checkType := planXZ(size, reuse)
 	if _, _, err := xzra.NewCheck(checkType); err != nil {
 		return nil, err
@@ -182,6 +182,7 @@ func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reu
 				return nil, err
 			}
 			blocks = append(blocks, rec)
+			progress(j.seg.off+j.seg.n, size)
 			continue
 		}
 		var b *xzBlockOut
@@ -200,6 +201,7 @@ func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reu
 				return nil, err
 			}
 		}
+		progress(j.seg.off+j.seg.n, size)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
