@@ -234,16 +234,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	start := time.Now()
 	update, end := o.progress("decompress " + filepath.Base(o.Base))
+	pin := c.Base.SHA256
+	checkPin := func(sum string) error {
+		if pin != "" && !strings.EqualFold(pin, sum) {
+			return fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, sum, pin)
+		}
+		return nil
+	}
+	// The pin is checked as soon as the sha256 is known, so a wrong file
+	// never enters the cache of decompressed bases nor evicts a good one.
 	base, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir,
-		OnDemand: onDemand, Progress: update})
+		OnDemand: onDemand, Progress: update, CheckSum: checkPin})
 	end()
 	if err != nil {
 		return InputError(err)
 	}
 	defer base.Close()
-	pin := c.Base.SHA256
-	if pin != "" && !strings.EqualFold(pin, base.SHA256) {
-		return InputError(fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, base.SHA256, pin))
+	if err := checkPin(base.SHA256); err != nil {
+		return InputError(err)
 	}
 	layout, err := image.ReadLayout(base, base.Size())
 	if err != nil {

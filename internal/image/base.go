@@ -68,6 +68,10 @@ type Options struct {
 	// read while it is decompressed up front (total: the file's size).
 	// It may be called from several goroutines at once.
 	Progress func(done, total int64)
+	// CheckSum, if set, is given the sha256 of an .img.xz as soon as it is
+	// known with a cache (before anything is decompressed into the cache
+	// or evicted from it); an error from it is returned as is.
+	CheckSum func(sum string) error
 	// OnDemand reads an .img.xz of many small blocks (xz -T0 makes them)
 	// by decoding only the blocks a read needs, unless it is in the cache:
 	// for builds whose outputs are all .img.xz, which copy the blocks the
@@ -156,6 +160,11 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("base %s: %w", path, err)
+		}
+		if o.CheckSum != nil {
+			if err := o.CheckSum(sum); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if o.CacheDir != "" {

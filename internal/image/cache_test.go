@@ -195,3 +195,32 @@ func TestRememberedSum(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSumBeforeCaching: a base that CheckSum refuses is neither
+// decompressed into the cache nor allowed to evict what is there.
+func TestCheckSumBeforeCaching(t *testing.T) {
+	dir, cacheDir := t.TempDir(), filepath.Join(t.TempDir(), "cache")
+	disk := mkDisk(4<<20, [3]int64{0x0c, 2048, 2048}, [3]int64{0x83, 4096, 2048})
+	good := xzFile(t, t.TempDir(), disk)
+	b, err := OpenBaseWith(context.Background(), good, Options{TempDir: dir, CacheDir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	before, _ := filepath.Glob(filepath.Join(cacheDir, "*.img"))
+	refuse := errors.New("sha256 is not the pinned one")
+	for i := range keepCached + 1 {
+		bad := xzFile(t, t.TempDir(), append(bytes.Clone(disk), byte(i), 7))
+		_, err := OpenBaseWith(context.Background(), bad, Options{TempDir: dir, CacheDir: cacheDir, CheckSum: func(string) error { return refuse }})
+		if !errors.Is(err, refuse) {
+			t.Fatalf("refused base: error %v", err)
+		}
+	}
+	after, _ := filepath.Glob(filepath.Join(cacheDir, "*.img"))
+	if len(after) != 1 || len(before) != 1 || after[0] != before[0] {
+		t.Errorf("cache before %v, after refused bases %v", before, after)
+	}
+	if left, _ := os.ReadDir(dir); len(left) > 0 {
+		t.Errorf("left beside the output: %d files", len(left))
+	}
+}
