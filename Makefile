@@ -29,6 +29,7 @@ test: tools
 	$(GO) vet ./...
 	$(MAKE) lint
 	$(GO) test -timeout 45m ./...
+	GOARCH=386 $(GO) test ./internal/lzma2   # 32-bit ints (32-bit Pi OS hosts)
 	$(MAKE) fuzz
 	$(MAKE) e2e
 

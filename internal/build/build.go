@@ -320,9 +320,11 @@ func Run(ctx context.Context, o Options) error {
 		staged = append(staged, s)
 		fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, size(dev.Size()), time.Since(t).Seconds())
 	}
-	if base.OnDemand && !base.Verified && len(staged) > 0 {
+	if base.OnDemand && !base.Verified && pin == "" && len(staged) > 0 {
 		// Every block is now checked: the changed ones when the bake read
-		// them, the copied ones in the read-back of the .img.xz.
+		// them, the copied ones decoded in the read-back of the .img.xz
+		// (not trusted: no pin). A pinned base's copied blocks were not
+		// decoded, so it earns no marker.
 		base.MarkVerified(o.CacheDir)
 	}
 	if err := SaveHostKeys(keys, log); err != nil {

@@ -78,9 +78,10 @@ func TestXZFromXZ(t *testing.T) {
 	fixture.RequireTools(t, "xz", "e2fsck", "fsck.fat", "debugfs", "mtype")
 	_, baseXZ := fixture.Image(t, "bookworm")
 	var log strings.Builder
+	cache := ""
 	bake := func(name, profiles string) string {
 		out := filepath.Join(t.TempDir(), name)
-		o := Options{Sources: Sources{Profiles: profiles, Getenv: getenv, Log: &log}, Nodes: []string{"caspar"}, Output: out, Base: baseXZ, Version: "test"}
+		o := Options{Sources: Sources{Profiles: profiles, Getenv: getenv, Log: &log}, Nodes: []string{"caspar"}, Output: out, Base: baseXZ, Version: "test", CacheDir: cache}
 		if err := Run(context.Background(), o); err != nil {
 			t.Fatalf("build -o %s: %v", name, err)
 		}
@@ -100,9 +101,16 @@ func TestXZFromXZ(t *testing.T) {
 		if pinned {
 			profiles = pinnedProfiles(t, fmt.Sprintf("%x", sum(t, baseXZ)))
 		}
+		cache = ""
 		want := sum(t, bake("caspar.img", profiles))
 		log.Reset()
+		cache = filepath.Join(t.TempDir(), "cache")
 		out := bake("caspar.img.xz", profiles)
+		// Only an unpinned base has its copied blocks decoded in the
+		// read-back, and so earns the cache's marker of a checked file.
+		if marks, _ := filepath.Glob(filepath.Join(cache, "*.verified")); len(marks) != map[bool]int{false: 1, true: 0}[pinned] {
+			t.Errorf("pinned=%v: markers %v", pinned, marks)
+		}
 		if !strings.Contains(log.String(), "block by block") {
 			t.Errorf("pinned=%v: the base was decompressed up front:\n%s", pinned, log.String())
 		}

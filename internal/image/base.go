@@ -75,7 +75,8 @@ type Options struct {
 	// OnDemand reads an .img.xz of many small blocks (xz -T0 makes them)
 	// by decoding only the blocks a read needs, unless it is in the cache:
 	// for builds whose outputs are all .img.xz, which copy the blocks the
-	// bake leaves alone (see XZ), and for inspect, which reads a few KiB.
+	// bake leaves alone (see XZ), and for inspect, which reads a few blocks
+	// (the whole file is still read once, to hash it).
 	OnDemand bool
 }
 
@@ -119,12 +120,8 @@ func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
 		return nil, fmt.Errorf("base %s: %w: zstd/gzip compression is not supported; give the .img or the .img.xz", path, ErrBadBase)
 	}
 	b := &Base{Path: path, raw: f, file: f, size: st.Size(), Verified: true}
-	if o.CacheDir != "" {
-		b.SHA256, err = cachedSum(ctx, f, path, o.CacheDir)
-	} else {
-		b.SHA256, err = hashFile(ctx, f)
-	}
-	if err != nil {
+	// The card is made of this file's bytes: hash them every time.
+	if b.SHA256, err = hashFile(ctx, f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w", path, err)
 	}
@@ -150,9 +147,17 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 	}()
 	var sum string
 	if o.CacheDir != "" || o.OnDemand && idx != nil {
-		if o.CacheDir != "" {
-			sum, err = cachedSum(ctx, f, path, o.CacheDir)
+		if o.CacheDir != "" && !o.OnDemand {
+			// Only to find the decompressed entry (see sumSuffix); the
+			// file's blocks are then not offered for copying (XZ).
+			var remembered bool
+			sum, remembered, err = cachedSum(ctx, f, path, o.CacheDir)
+			if remembered {
+				idx = nil
+			}
 		} else {
+			// On demand, blocks of this very file are copied into the card
+			// and trusted by this sum: hash it.
 			sum, err = hashFile(ctx, f)
 		}
 		if err != nil {

@@ -62,11 +62,14 @@ func markedVerified(cacheDir, sum string) bool {
 	return true
 }
 
-// sumSuffix names the files that remember the sha256 of a base file by
-// its identity (path, device, inode, size, modification time), so that a
-// re-bake does not read 800 MB of .img.xz again only to find its cache
-// entry: hashing took 1.2 s of a 3.2 s re-bake. A file rewritten in place
-// gets a new modification time, so a new hash, as make and git decide.
+// sumSuffix names the files that remember the sha256 of an .img.xz by its
+// identity (path, device, inode, size, mtime, ctime), so that a re-bake does
+// not read 800 MB again only to find its cache entry: hashing took 1.2 s of
+// a 3.2 s re-bake. A file written since gets a new ctime, so a new hash.
+// A remembered sum is only ever used to find a cache entry, whose content
+// was decoded and checked when it was made: what the card is made of does
+// not depend on the file's current bytes. Where they matter (a raw .img, an
+// .img.xz read on demand whose blocks are copied) the file is hashed.
 const sumSuffix = ".sha256"
 
 // keepSums is how many remembered sums evict keeps (they are tiny).
@@ -86,13 +89,16 @@ func statKey(f *os.File, path string) string {
 	if err != nil {
 		return ""
 	}
-	id := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d", abs, sys.Dev, sys.Ino, st.Size(), st.ModTime().UnixNano())
+	// ctime too: a rewrite that restores the mtime (touch -r, curl -R)
+	// still changes it, and nobody can set it.
+	id := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d.%d", abs, sys.Dev, sys.Ino, st.Size(), st.ModTime().UnixNano(), sys.Ctim.Sec, sys.Ctim.Nsec)
 	h := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(h[:12])
 }
 
-// cachedSum is hashFile through the remembered sums of cacheDir.
-func cachedSum(ctx context.Context, f *os.File, path, cacheDir string) (string, error) {
+// cachedSum is hashFile through the remembered sums of cacheDir;
+// remembered says the file was not read.
+func cachedSum(ctx context.Context, f *os.File, path, cacheDir string) (sum string, remembered bool, err error) {
 	key := statKey(f, path)
 	if key != "" {
 		p := filepath.Join(cacheDir, key+sumSuffix)
@@ -100,13 +106,13 @@ func cachedSum(ctx context.Context, f *os.File, path, cacheDir string) (string, 
 			if _, err := hex.DecodeString(string(b)); err == nil {
 				now := time.Now()
 				os.Chtimes(p, now, now) // most recently used, for evict
-				return string(b), nil
+				return string(b), true, nil
 			}
 		}
 	}
-	sum, err := hashFile(ctx, f)
+	sum, err = hashFile(ctx, f)
 	if err != nil || key == "" {
-		return sum, err
+		return sum, false, err
 	}
 	if os.MkdirAll(cacheDir, 0o755) == nil {
 		p := filepath.Join(cacheDir, key+sumSuffix)
@@ -115,7 +121,7 @@ func cachedSum(ctx context.Context, f *os.File, path, cacheDir string) (string, 
 			evict(cacheDir, p)
 		}
 	}
-	return sum, nil
+	return sum, false, nil
 }
 
 // entryPath is where the cache keeps the .img.xz whose sha256 is sum.
@@ -193,11 +199,16 @@ func evict(dir, keep string) {
 		}
 	}
 	for _, l := range []struct {
-		files []fs.FileInfo
-		keep  int
-	}{{entries, keepCached}, {markers, keepVerified}, {sums, keepSums}} {
+		files  []fs.FileInfo
+		keep   int
+		suffix string
+	}{{entries, keepCached, ".img"}, {markers, keepVerified, verifiedSuffix}, {sums, keepSums, sumSuffix}} {
+		n := l.keep
+		if strings.HasSuffix(keep, l.suffix) {
+			n-- // keep itself is one of them
+		}
 		slices.SortFunc(l.files, func(a, b fs.FileInfo) int { return b.ModTime().Compare(a.ModTime()) })
-		for _, e := range l.files[min(len(l.files), l.keep-1):] {
+		for _, e := range l.files[min(len(l.files), n):] {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}

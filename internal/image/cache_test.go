@@ -3,7 +3,9 @@ package image
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -157,42 +159,78 @@ func TestOnDemand(t *testing.T) {
 	}
 }
 
-// TestRememberedSum: with a cache, the sha256 of a base is remembered by
-// the file's identity and not computed again, until the file changes.
+// TestRememberedSum: with a cache, the sha256 of an .img.xz is remembered
+// by the file's identity and not computed again, until the file changes;
+// it is used only to find the decompressed entry (no blocks of the file
+// are offered for copying then). An .img.xz read on demand and a raw .img
+// are hashed every time: the card is made of their current bytes.
 func TestRememberedSum(t *testing.T) {
 	dir, cacheDir := t.TempDir(), filepath.Join(t.TempDir(), "cache")
 	disk := mkDisk(4<<20, [3]int64{0x0c, 2048, 2048}, [3]int64{0x83, 4096, 2048})
-	for _, p := range []string{xzFile(t, dir, disk), filepath.Join(dir, "disk.img")} {
-		open := func() string {
-			t.Helper()
-			b, err := OpenBaseWith(context.Background(), p, Options{TempDir: dir, CacheDir: cacheDir, OnDemand: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			return b.SHA256
+	xzPath, rawPath := xzFile(t, dir, disk), filepath.Join(dir, "disk.img")
+	open := func(p string, onDemand bool) *Base {
+		t.Helper()
+		b, err := OpenBaseWith(context.Background(), p, Options{TempDir: dir, CacheDir: cacheDir, OnDemand: onDemand})
+		if err != nil {
+			t.Fatal(err)
 		}
-		real := open()
-		sums, _ := filepath.Glob(filepath.Join(cacheDir, "*"+sumSuffix))
-		var mine string
-		for _, s := range sums {
-			if b, _ := os.ReadFile(s); string(b) == real {
-				mine = s
-			}
+		t.Cleanup(func() { b.Close() })
+		return b
+	}
+	real := open(xzPath, false).SHA256
+	var mine string
+	sums, _ := filepath.Glob(filepath.Join(cacheDir, "*"+sumSuffix))
+	for _, s := range sums {
+		if b, _ := os.ReadFile(s); string(b) == real {
+			mine = s
 		}
-		if mine == "" {
-			t.Fatalf("%s: no remembered sum in %v", p, sums)
-		}
-		fake := strings.Repeat("ab", 32)
-		os.WriteFile(mine, []byte(fake), 0o644)
-		if got := open(); got != fake {
-			t.Errorf("%s: sum %s, want the remembered %s", p, got, fake)
-		}
-		later := time.Now().Add(time.Hour)
-		os.Chtimes(p, later, later)
-		if got := open(); got != real {
-			t.Errorf("%s: after the file changed, sum %s, want %s", p, got, real)
-		}
+	}
+	if mine == "" {
+		t.Fatalf("no remembered sum in %v", sums)
+	}
+	fake := strings.Repeat("ab", 32)
+	os.WriteFile(mine, []byte(fake), 0o644)
+	b := open(xzPath, false)
+	if b.SHA256 != fake {
+		t.Errorf("sum %s, want the remembered %s", b.SHA256, fake)
+	}
+	if f, idx := b.XZ(); f != nil || idx != nil {
+		t.Error("blocks of a file known only by a remembered sum are offered for copying")
+	}
+	if got := open(xzPath, true).SHA256; got != real {
+		t.Errorf("on demand: sum %s, want the file's %s", got, real)
+	}
+	if got, want := open(rawPath, false).SHA256, fmt.Sprintf("%x", sha256.Sum256(disk)); got != want {
+		t.Errorf("raw .img: sum %s, want the file's %s", got, want)
+	}
+	// Rewritten in place with its old mtime: the ctime still moves.
+	st, _ := os.Stat(xzPath)
+	data, _ := os.ReadFile(xzPath)
+	time.Sleep(10 * time.Millisecond)
+	os.WriteFile(xzPath, data, 0o644)
+	os.Chtimes(xzPath, st.ModTime(), st.ModTime())
+	if got := open(xzPath, false).SHA256; got != real {
+		t.Errorf("after the file was rewritten (mtime kept), sum %s, want %s", got, real)
+	}
+}
+
+// TestEvictKeepsEachKind: recording a sum or a marker never costs a
+// decompressed entry its place.
+func TestEvictKeepsEachKind(t *testing.T) {
+	dir := t.TempDir()
+	for i, name := range []string{"a.img", "b.img", "s1" + sumSuffix, "m1" + verifiedSuffix} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, nil, 0o644)
+		at := time.Now().Add(time.Duration(i-10) * time.Minute)
+		os.Chtimes(p, at, at)
+	}
+	for _, keep := range []string{"s2" + sumSuffix, "m2" + verifiedSuffix} {
+		p := filepath.Join(dir, keep)
+		os.WriteFile(p, nil, 0o644)
+		evict(dir, p)
+	}
+	if imgs, _ := filepath.Glob(filepath.Join(dir, "*.img")); len(imgs) != keepCached {
+		t.Errorf("entries left: %v, want %d", imgs, keepCached)
 	}
 }
 

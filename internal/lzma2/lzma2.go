@@ -281,7 +281,8 @@ func (s *state) decodeChunk(out, in []byte, n, dictStart, dictCap int) ([]byte, 
 			probs := s.literal[literalCoderSize*((total&lpMask)<<lc+prev>>(8-lc)):][:literalCoderSize]
 			sym := uint32(1)
 			if st >= 7 {
-				if int(rep0) >= pos-dictStart {
+				// In int64: on 32-bit hosts int(rep0) can be negative.
+				if int64(rep0) >= int64(pos-dictStart) {
 					return out, corrupt("match distance beyond the dictionary")
 				}
 				match := uint32(out[pos-int(rep0)-1])
@@ -317,7 +318,7 @@ func (s *state) decodeChunk(out, in []byte, n, dictStart, dictCap int) ([]byte, 
 			}
 			if bit(&s.isRepG0[st]) == 0 {
 				if bit(&s.isRep0Long[st<<posBitsMax|posState]) == 0 {
-					if int(rep0) >= pos-dictStart {
+					if int64(rep0) >= int64(pos-dictStart) {
 						return out, corrupt("match distance beyond the dictionary")
 					}
 					out[pos] = out[pos-int(rep0)-1]
@@ -399,10 +400,11 @@ func (s *state) decodeChunk(out, in []byte, n, dictStart, dictCap int) ([]byte, 
 			}
 		}
 		l += matchMinLen
-		d := int(rep0) + 1
-		if d > pos-dictStart || dictCap > 0 && d > dictCap {
+		d64 := int64(rep0) + 1
+		if d64 > int64(pos-dictStart) || dictCap > 0 && d64 > int64(dictCap) {
 			return out, corrupt("match distance beyond the dictionary")
 		}
+		d := int(d64)
 		if l > end-pos {
 			return out, corrupt("match runs past the end of the chunk")
 		}

@@ -295,26 +295,33 @@ func (x *Reader) block(i int) ([]byte, error) {
 	x.loading[i] = l
 	x.mu.Unlock()
 
+	// Deferred, so that waiters are released even if decoding panics.
+	returned := false
+	defer func() {
+		x.mu.Lock()
+		delete(x.loading, i)
+		if !returned {
+			l.err = errors.New("xzra: decoding a block failed")
+		} else if l.err == nil {
+			x.cache = append(x.cache, cached{i, l.data})
+			total := 0
+			for _, c := range x.cache {
+				total += len(c.data)
+			}
+			for len(x.cache) > minCached && total > cacheBytes {
+				total -= len(x.cache[0].data)
+				x.cache = x.cache[1:]
+			}
+		}
+		x.mu.Unlock()
+		close(l.done)
+	}()
 	var buf bytes.Buffer
 	buf.Grow(int(min(x.index.Blocks[i].UncompressedSize, maxPrealloc)))
 	l.err = x.DecodeBlock(i, &buf)
 	if l.err == nil {
 		l.data = buf.Bytes()
 	}
-	x.mu.Lock()
-	delete(x.loading, i)
-	if l.err == nil {
-		x.cache = append(x.cache, cached{i, l.data})
-		total := 0
-		for _, c := range x.cache {
-			total += len(c.data)
-		}
-		for len(x.cache) > minCached && total > cacheBytes {
-			total -= len(x.cache[0].data)
-			x.cache = x.cache[1:]
-		}
-	}
-	x.mu.Unlock()
-	close(l.done)
+	returned = true
 	return l.data, l.err
 }
