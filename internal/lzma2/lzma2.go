@@ -210,19 +210,10 @@ func (s *state) decodeChunk(out, in []byte, n, dictStart, dictCap int) ([]byte, 
 	code := uint32(in[1])<<24 | uint32(in[2])<<16 | uint32(in[3])<<8 | uint32(in[4])
 	ip := 5
 	overrun := false
-	// bit decodes one bit with probability *p; normalize refills the range.
-	// Reading past the chunk sets overrun and feeds zeros: the chunk is
-	// then rejected at its end, and the loop is bounded by n anyway.
-	bit := func(p *uint16) uint32 {
-		prob := uint32(*p)
-		bound := (rng >> numBitModelTotal) * prob
-		// Without branches: which bit comes out is data, and a
-		// mispredicted branch per bit costs more than computing both sides.
-		b := uint32((uint64(code)-uint64(bound))>>63) ^ 1 // 0 if code < bound
-		m := b - 1                                        // all ones for bit 0
-		rng = bound&m | (rng-bound)&^m
-		code -= bound &^ m
-		*p = uint16((prob+(1<<numBitModelTotal-prob)>>numMoveBits)&m | (prob-prob>>numMoveBits)&^m)
+	// normalize refills the range a byte at a time. Reading past the chunk
+	// sets overrun and feeds zeros: the chunk is then rejected at its end,
+	// and the loop is bounded by n anyway.
+	normalize := func() {
 		if rng < topValue {
 			rng <<= 8
 			var c byte
@@ -234,6 +225,19 @@ func (s *state) decodeChunk(out, in []byte, n, dictStart, dictCap int) ([]byte, 
 			ip++
 			code = code<<8 | uint32(c)
 		}
+	}
+	// bit decodes one bit with probability *p.
+	bit := func(p *uint16) uint32 {
+		prob := uint32(*p)
+		bound := (rng >> numBitModelTotal) * prob
+		// Without branches: which bit comes out is data, and a
+		// mispredicted branch per bit costs more than computing both sides.
+		b := uint32((uint64(code)-uint64(bound))>>63) ^ 1 // 0 if code < bound
+		m := b - 1                                        // all ones for bit 0
+		rng = bound&m | (rng-bound)&^m
+		code -= bound &^ m
+		*p = uint16((prob+(1<<numBitModelTotal-prob)>>numMoveBits)&m | (prob-prob>>numMoveBits)&^m)
+		normalize()
 		return b
 	}
 	tree := func(probs []uint16, bits int) uint32 {
@@ -377,17 +381,7 @@ func (s *state) decodeChunk(out, in []byte, n, dictStart, dictCap int) ([]byte, 
 						if code == rng {
 							return out, corrupt("bad direct bits")
 						}
-						if rng < topValue {
-							rng <<= 8
-							var c byte
-							if ip < len(in) {
-								c = in[ip]
-							} else {
-								overrun = true
-							}
-							ip++
-							code = code<<8 | uint32(c)
-						}
+						normalize()
 						res = res<<1 + t + 1
 					}
 					dist += res << numAlignBits
