@@ -15,7 +15,7 @@ func newBuild() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build NODE... [-o FILE | --out-dir DIR] [--base PATH]",
 		Short: "Bake the card image of one or more nodes",
-		Example: `  magibake build caspar -o caspar.img --base 2025-05-13-raspios-bookworm-arm64-lite.img.xz
+		Example: `  magibake build caspar -o caspar.img --base 2026-10-06-raspios-trixie-arm64-lite.img.xz
   magibake build caspar balthasar melchior --out-dir cards --base raspios.img.xz
   magibake build caspar --profiles ~/cluster    # base: the one cluster.yaml pins, fetched and cached`,
 		Args: argsRule(cobra.MinimumNArgs(1)),

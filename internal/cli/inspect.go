@@ -24,7 +24,7 @@ its MBR partitions, disk signature, the OS release of the root filesystem
 /etc/magibake/manifest.json: node, profile digest, base sha256 and every
 file written with its sha256.`,
 		Example: `  magibake inspect caspar.img
-  magibake inspect 2025-05-13-raspios-bookworm-arm64-lite.img.xz
+  magibake inspect 2026-10-06-raspios-trixie-arm64-lite.img.xz
   magibake inspect caspar.img --json | jq .manifest.profile_digest`,
 		Args: argsRule(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
