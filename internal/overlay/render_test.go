@@ -279,19 +279,16 @@ func verifyUnitsAndScripts(t *testing.T, p *plan.Plan, dir string) {
 }
 
 // TestCloudInit checks the boot partition's cloud-init files parse as YAML
-// and create the profile's user with its hash and keys.
+// and leave the user to userconf.txt: a cloud-init "users:" entry runs before
+// userconf-pi's rename on Trixie and leaves two users.
 func TestCloudInit(t *testing.T) {
 	c := defaultCluster(t)
 	p := render(t, c, "balthasar")
 	var ud struct {
-		PreserveHostname bool `yaml:"preserve_hostname"`
-		Users            []struct {
-			Name         string   `yaml:"name"`
-			HashedPasswd string   `yaml:"hashed_passwd"`
-			LockPasswd   bool     `yaml:"lock_passwd"`
-			Keys         []string `yaml:"ssh_authorized_keys"`
-		} `yaml:"users"`
-		SSHPwauth bool `yaml:"ssh_pwauth"`
+		PreserveHostname bool     `yaml:"preserve_hostname"`
+		Users            []any    `yaml:"users"`
+		SSHPwauth        bool     `yaml:"ssh_pwauth"`
+		Keys             []string `yaml:"ssh_authorized_keys"`
 	}
 	op := find(t, p, plan.Boot, "/user-data")
 	if !bytes.HasPrefix(op.Content, []byte("#cloud-config\n")) || !op.Secret {
@@ -300,12 +297,14 @@ func TestCloudInit(t *testing.T) {
 	if err := yaml.Unmarshal(op.Content, &ud); err != nil {
 		t.Fatalf("user-data: %v", err)
 	}
-	if !ud.PreserveHostname || len(ud.Users) != 1 || ud.Users[0].Name != "pi" || ud.Users[0].HashedPasswd != testEnv["MAGIBAKE_PASSWORD_HASH"] ||
-		ud.Users[0].LockPasswd || len(ud.Users[0].Keys) != 1 || ud.Users[0].Keys[0] != testEnv["MAGIBAKE_SSH_KEYS"] || ud.SSHPwauth {
+	// users: [] (present and empty), not absent: without the key cloud-init
+	// creates the distribution's default user.
+	if !ud.PreserveHostname || ud.Users == nil || len(ud.Users) != 0 || ud.SSHPwauth || len(ud.Keys) != 0 {
 		t.Errorf("user-data: %+v", ud)
 	}
 	var md map[string]string
-	if err := yaml.Unmarshal(find(t, p, plan.Boot, "/meta-data").Content, &md); err != nil || md["instance-id"] != "magibake-balthasar" {
+	if err := yaml.Unmarshal(find(t, p, plan.Boot, "/meta-data").Content, &md); err != nil ||
+		md["instance-id"] != "magibake-balthasar" || md["dsmode"] != "local" || md["local-hostname"] != "balthasar" {
 		t.Errorf("meta-data: %v %v", md, err)
 	}
 	if got := string(find(t, p, plan.Boot, "/userconf.txt").Content); got != "pi:"+testEnv["MAGIBAKE_PASSWORD_HASH"]+"\n" {
@@ -313,6 +312,56 @@ func TestCloudInit(t *testing.T) {
 	}
 	if got := string(find(t, p, plan.Root, "/etc/ssh/sshd_config.d/50-magibake.conf").Content); !strings.Contains(got, "\nPasswordAuthentication no\n") {
 		t.Errorf("sshd drop-in %q: password login must be off when keys are given", got)
+	}
+}
+
+// TestSudoers checks the sudo rule for the profile's user with visudo, the
+// program sudo itself parses it with: with a password hash sudo asks for the
+// password, without one (key-only login) it asks for none.
+func TestSudoers(t *testing.T) {
+	fixture.RequireTools(t, "visudo")
+	withHash := testEnv
+	keyOnly := map[string]string{}
+	for k, v := range testEnv {
+		if k != "MAGIBAKE_PASSWORD_HASH" {
+			keyOnly[k] = v
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		rule     string
+		noPasswd bool
+	}{
+		{"password hash", withHash, "pi ALL=(ALL:ALL) ALL", false},
+		{"key-only", keyOnly, "pi ALL=(ALL:ALL) NOPASSWD: ALL", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := profile.Default(profile.Options{Getenv: func(k string) string { return tc.env[k] }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := find(t, render(t, c, "caspar"), plan.Root, "/etc/sudoers.d/090_magibake")
+			if op.Mode != 0o440 || op.UID != 0 || op.GID != 0 {
+				t.Errorf("mode %o owner %d:%d, want 0440 0:0 (sudo ignores other modes)", op.Mode, op.UID, op.GID)
+			}
+			var rules []string
+			for _, l := range strings.Split(string(op.Content), "\n") {
+				if l != "" && !strings.HasPrefix(l, "#") {
+					rules = append(rules, l)
+				}
+			}
+			if len(rules) != 1 || rules[0] != tc.rule {
+				t.Errorf("rules %q, want [%q]", rules, tc.rule)
+			}
+			f := filepath.Join(t.TempDir(), "090_magibake")
+			if err := os.WriteFile(f, op.Content, 0o440); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("visudo", "-c", "-q", "-f", f).CombinedOutput(); err != nil {
+				t.Errorf("visudo -cf: %v\n%s", err, out)
+			}
+		})
 	}
 }
 
