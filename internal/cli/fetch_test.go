@@ -3,10 +3,13 @@ package cli
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -120,5 +123,131 @@ func TestBuildFetchesPinnedBase(t *testing.T) {
 	code, _, stderr := execute(t, "build", "gaspar", "--profiles", profiles, "--out-dir", out)
 	if code != 3 || !strings.Contains(stderr, `unknown node "gaspar"`) || requests.Load() != 1 {
 		t.Errorf("unknown node: exit %d, %d requests, stderr %q", code, requests.Load(), stderr)
+	}
+}
+
+// imageSite serves an image and the routes given on 127.0.0.1; the image
+// is at /img/base.img.xz unless a route replaces it.
+func imageSite(t *testing.T, data []byte, routes map[string]http.HandlerFunc) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := routes[r.URL.Path]; ok {
+			h(w, r)
+			return
+		}
+		if r.URL.Path == "/img/base.img.xz" {
+			w.Write(data)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	if !strings.HasPrefix(ts.URL, "http://127.0.0.1:") {
+		t.Fatalf("test server at %s, want 127.0.0.1", ts.URL)
+	}
+	return ts.URL
+}
+
+func text(s string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, s) }
+}
+
+// cacheLeftovers lists what is in the bases cache under XDG_CACHE_HOME.
+func cacheLeftovers(t *testing.T) []string {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "magibake", "bases"))
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestFetchURL: fetch --url takes the sha256 from URL.sha256 and prints
+// the path on stdout and the pin line on stderr; every way the server can
+// be wrong is exit 3, one line naming the URL, and an empty cache.
+func TestFetchURL(t *testing.T) {
+	data := []byte(strings.Repeat("not really an image\n", 5000))
+	s := sha256.Sum256(data)
+	sum := hex.EncodeToString(s[:])
+	other := strings.Repeat("0", 64)
+	tests := []struct {
+		name   string
+		routes map[string]http.HandlerFunc
+		args   []string // after fetch; {base} is the server
+		code   int
+		want   string // stderr substring ("" on success)
+	}{
+		{name: "published sha256", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": text(sum + "  base.img.xz\n")},
+			args: []string{"--url", "{base}/img/base.img.xz"}},
+		{name: "latest link", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": text(sum + "  base.img.xz\n"),
+			"/latest": func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "/img/base.img.xz", http.StatusFound)
+			}},
+			args: []string{"--url", "{base}/latest"}},
+		{name: "missing .sha256", args: []string{"--url", "{base}/img/base.img.xz"},
+			code: 3, want: "magibake: no published sha256 for {base}/img/base.img.xz: {base}/img/base.img.xz.sha256: HTTP 404 Not Found\n"},
+		{name: "wrong .sha256", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": text(other + "  base.img.xz\n")},
+			args: []string{"--url", "{base}/img/base.img.xz"},
+			code: 3, want: "but {base}/img/base.img.xz.sha256 publishes " + other + "; deleted the download\n"},
+		{name: "redirect loop", routes: map[string]http.HandlerFunc{"/loop": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) }},
+			args: []string{"--url", "{base}/loop"},
+			code: 3, want: "magibake: {base}/loop: redirect loop: {base}/loop redirects back to {base}/loop\n"},
+		{name: "Content-Length larger than sent", routes: map[string]http.HandlerFunc{
+			"/img/base.img.xz.sha256": text(sum + "  base.img.xz\n"),
+			"/img/base.img.xz": func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))
+				w.Write(data)
+			}},
+			args: []string{"--url", "{base}/img/base.img.xz"},
+			code: 3, want: fmt.Sprintf("magibake: fetch {base}/img/base.img.xz: the server announces %d bytes (Content-Length) but sends %d, on every request; deleted the partial download\n", len(data)+1, len(data))},
+		{name: "Content-Length smaller than sent", routes: map[string]http.HandlerFunc{
+			"/img/base.img.xz.sha256": text(sum + "  base.img.xz\n"),
+			"/img/base.img.xz": func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)-1000)) // a whole number of writes
+				for i := 0; i < len(data); i += 1000 {
+					if _, err := w.Write(data[i:min(i+1000, len(data))]); err != nil {
+						return
+					}
+				}
+			}},
+			args: []string{"--url", "{base}/img/base.img.xz"},
+			code: 3, want: fmt.Sprintf("sha256 mismatch: the download (%d bytes) has sha256", len(data)-1000)},
+		{name: "not http", args: []string{"--url", "ftp://127.0.0.1/x.img.xz"},
+			code: 3, want: "magibake: ftp://127.0.0.1/x.img.xz: want an https:// or http:// URL\n"},
+		{name: "with --profiles", args: []string{"--url", "{base}/img/base.img.xz", "--profiles", "."},
+			code: 2, want: "--url takes no --profiles"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_CACHE_HOME", t.TempDir())
+			base := imageSite(t, data, tt.routes)
+			args := []string{"fetch"}
+			for _, a := range tt.args {
+				args = append(args, strings.ReplaceAll(a, "{base}", base))
+			}
+			code, stdout, stderr := execute(t, args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tt.code, stderr)
+			}
+			if tt.code != 0 {
+				want := strings.ReplaceAll(tt.want, "{base}", base)
+				if !strings.Contains(stderr, want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+					t.Errorf("stdout %q, stderr %q: want one line with %q", stdout, stderr, want)
+				}
+				if left := cacheLeftovers(t); len(left) != 0 {
+					t.Errorf("left in the cache: %v", left)
+				}
+				return
+			}
+			cached := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "magibake", "bases", sum+".img.xz")
+			if stdout != cached+"\n" {
+				t.Errorf("stdout %q, want the cached path %s", stdout, cached)
+			}
+			pin := "base: {url: " + base + "/img/base.img.xz, sha256: " + sum + "}"
+			if !strings.Contains(stderr, "\n"+pin+"\n") {
+				t.Errorf("stderr %q: want the pin line %q on a line of its own", stderr, pin)
+			}
+		})
 	}
 }

@@ -71,6 +71,13 @@ func (f *Fetcher) Cached(rawURL, sum string) (string, bool) {
 // returns its path. A cached file is re-hashed first; an unfinished .part
 // file is resumed. A download whose sha256 differs is deleted.
 func (f *Fetcher) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
+	return f.FetchFrom(ctx, rawURL, sum, "the profile pins")
+}
+
+// FetchFrom is Fetch for a sha256 that does not come from the profile:
+// pinnedBy says where it comes from in a mismatch error, as in "the
+// download has sha256 X but <pinnedBy> Y".
+func (f *Fetcher) FetchFrom(ctx context.Context, rawURL, sum, pinnedBy string) (string, error) {
 	sum = strings.ToLower(sum)
 	if !sumRE.MatchString(sum) {
 		return "", fmt.Errorf("fetch %s: pinned sha256 %q is not 64 hex digits", rawURL, sum)
@@ -106,7 +113,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL, sum string) (string, error)
 	got := hex.EncodeToString(d.h.Sum(nil))
 	if got != sum {
 		os.Remove(part)
-		return "", fmt.Errorf("fetch %s: %w: the download has sha256 %s but the profile pins %s (base.sha256 in cluster.yaml); deleted the download", rawURL, ErrChecksum, got, sum)
+		return "", fmt.Errorf("fetch %s: %w: the download (%d bytes) has sha256 %s but %s %s; deleted the download", rawURL, ErrChecksum, d.have, got, pinnedBy, sum)
 	}
 	if err := os.Rename(part, final); err != nil {
 		return "", fmt.Errorf("fetch %s: %w", rawURL, err)
@@ -125,6 +132,8 @@ type download struct {
 	resumedFrom  int64     // bytes an earlier run left, for the rate
 	resumedAt    int64     // where the first resume started, for the summary
 	restarts     int       // times the server ignored Range and sent it all again
+	shortAt      [2]int64  // have and total where the last 200 answer ended early, else -1s
+	liar         bool      // the server announces a size it does not send
 	start        time.Time
 	lastProgress time.Time
 }
@@ -138,6 +147,7 @@ func (d *download) run(ctx context.Context) error {
 		return err
 	}
 	d.total = -1
+	d.shortAt = [2]int64{-1, -1}
 	var last error
 	for i := 0; i < attempts; i++ {
 		done, err := d.attempt(ctx)
@@ -149,12 +159,34 @@ func (d *download) run(ctx context.Context) error {
 		}
 		var perm permanent
 		if errors.As(err, &perm) {
-			return fmt.Errorf("fetch %s: %w", d.url, perm.error)
+			d.endLine()
+			return fmt.Errorf("fetch %s: %w%s", d.url, perm.error, d.dropPart())
 		}
 		last = err
 	}
 	d.endLine()
+	if d.dropPart(); d.have == 0 {
+		return fmt.Errorf("fetch %s: %w (after %d attempts)", d.url, last, attempts)
+	}
 	return fmt.Errorf("fetch %s: %w (after %d attempts; the partial download %s, %s, is kept: run magibake fetch to resume)", d.url, last, attempts, d.part, size(d.have))
+}
+
+// dropPart deletes the .part file when no later run could use it: it is
+// empty, or the server announces a size it never sends. It returns what to
+// add to the error message.
+func (d *download) dropPart() string {
+	st, err := os.Stat(d.part)
+	switch {
+	case err != nil:
+		return ""
+	case st.Size() == 0:
+		os.Remove(d.part)
+		return ""
+	case d.liar:
+		os.Remove(d.part)
+		return "; deleted the partial download"
+	}
+	return ""
 }
 
 // open hashes what an earlier run left in the .part file.
@@ -190,12 +222,11 @@ func (d *download) attempt(ctx context.Context) (done bool, err error) {
 	if d.have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", d.have))
 	}
-	client := d.f.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := d.f.client().Do(req)
 	if err != nil {
+		if r := redirectErr(err); r != nil {
+			return false, permanent{r}
+		}
 		return false, err
 	}
 	defer resp.Body.Close()
@@ -206,8 +237,14 @@ func (d *download) attempt(ctx context.Context) (done bool, err error) {
 		if m == nil {
 			return false, permanent{fmt.Errorf("server answered the range request with Content-Range %q", resp.Header.Get("Content-Range"))}
 		}
-		if from, _ := strconv.ParseInt(m[1], 10, 64); from != d.have {
+		from, _ := strconv.ParseInt(m[1], 10, 64)
+		if from != d.have {
 			return false, permanent{fmt.Errorf("asked to resume at byte %d, server sent from byte %d", d.have, from)}
+		}
+		// A Content-Length that disagrees with the range it comes with is a
+		// server lying about the size; appending would corrupt the .part.
+		if to, _ := strconv.ParseInt(m[2], 10, 64); resp.ContentLength >= 0 && resp.ContentLength != to-from+1 {
+			return false, permanent{fmt.Errorf("server sent bytes %d-%d with Content-Length %d", from, to, resp.ContentLength)}
 		}
 		if d.resumedAt == 0 {
 			d.resumedAt = d.have
@@ -253,17 +290,36 @@ func (d *download) attempt(ctx context.Context) (done bool, err error) {
 		}
 		if rerr != nil {
 			out.Close()
-			return false, fmt.Errorf("connection lost at %s: %w", size(d.have), rerr)
+			return false, d.short(resp.StatusCode, fmt.Errorf("connection lost at %s: %w", size(d.have), rerr))
 		}
 	}
 	if err := out.Close(); err != nil {
 		return false, permanent{fmt.Errorf("write %s: %w", d.part, err)}
 	}
 	if d.total >= 0 && d.have < d.total {
-		return false, fmt.Errorf("connection closed at %s of %s", size(d.have), size(d.total))
+		return false, d.short(resp.StatusCode, fmt.Errorf("connection closed at %s of %s", size(d.have), size(d.total)))
 	}
 	d.endLine()
 	return true, nil
+}
+
+// short returns err for a body that ended before its announced size. A
+// dropped connection is worth another attempt; a server whose whole-file
+// answer (200) stops at the same byte of the same announced size twice
+// running is not dropping connections but announcing a size it does not
+// send, and no number of attempts will complete it.
+func (d *download) short(status int, err error) error {
+	at := [2]int64{-1, -1}
+	if status == http.StatusOK {
+		at = [2]int64{d.have, d.total}
+	}
+	repeat := at[0] >= 0 && d.shortAt == at
+	d.shortAt = at
+	if repeat && d.total >= 0 {
+		d.liar = true
+		return permanent{fmt.Errorf("the server announces %d bytes (Content-Length) but sends %d, on every request", d.total, d.have)}
+	}
+	return err
 }
 
 // progress redraws the terminal line at most a few times a second.
