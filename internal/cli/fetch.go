@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -15,11 +17,22 @@ import (
 	"github.com/magibake/magibake/internal/profile"
 )
 
+// osListEnv overrides the OS list URL when --os-list is not given.
+const osListEnv = "MAGIBAKE_OS_LIST"
+
+// fetchOpts are fetch's flags beyond the profile sources.
+type fetchOpts struct {
+	url            string
+	latest, legacy bool
+	list           bool
+	osList         string
+}
+
 func newFetch() *cobra.Command {
 	var s build.Sources
-	var imageURL string
+	var o fetchOpts
 	cmd := &cobra.Command{
-		Use:   "fetch [--profiles DIR | --url URL]",
+		Use:   "fetch [--profiles DIR | --url URL | --latest [--legacy] | --list]",
 		Short: "Download a base image into the cache and check its sha256",
 		Long: `fetch downloads the image named by base.url in cluster.yaml into
 $XDG_CACHE_HOME/magibake/bases (~/.cache/magibake/bases), resuming an
@@ -27,22 +40,40 @@ interrupted download, and checks it against base.sha256 before it is used;
 a download with another sha256 is deleted. It prints the cached file's path.
 build runs it by itself when --base is not given.
 
+To find a base to pin, without copying a sha256 by hand:
+
 --url URL fetches an image that is not pinned yet: it reads the sha256
 published beside it (URL.sha256, as sha256sum writes it), checks the
 download against it, prints the path on stdout and, on stderr, the
 cluster.yaml line that pins it. A URL that redirects (a "latest" link) is
-pinned as the file it leads to.`,
+pinned as the file it leads to.
+
+--latest reads Raspberry Pi Imager's OS list and fetches the current
+"` + fetch.LiteName + `", checked against the list's
+image_download_sha256, printing the path and the pin line the same way.
+--legacy takes its Bookworm sibling, "` + fetch.LegacyLiteName + `".
+--list prints the 64-bit Lite images the list offers (name, release date,
+URL, sha256) and downloads nothing. The list is read from
+` + fetch.DefaultOSList + `
+unless --os-list or $` + osListEnv + ` names another.`,
 		Example: `  magibake fetch --profiles ~/cluster
   magibake build caspar --profiles ~/cluster        # fetches the pinned base when needed
   magibake build caspar --base "$(magibake fetch --profiles ~/cluster)"
+  magibake fetch --latest              # the path, then the base: line for cluster.yaml on stderr
+  magibake fetch --latest --legacy     # Bookworm
+  magibake fetch --list
   magibake fetch --url ` + fetch.RecommendedURL,
 		Args: argsRule(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.Flags().Changed("url") {
-				if cmd.Flags().Changed("profiles") || cmd.Flags().Changed("overlays") {
-					return build.UsageError(errors.New("fetch: --url takes no --profiles or --overlays: it fetches the image the URL names"))
-				}
-				return fetchURL(cmd, imageURL)
+			mode, err := o.mode(cmd)
+			if err != nil {
+				return build.UsageError(err)
+			}
+			switch mode {
+			case "url":
+				return fetchURL(cmd, o.url)
+			case "latest", "list":
+				return fetchFromList(cmd, o)
 			}
 			c, err := s.Cluster()
 			if err != nil {
@@ -60,8 +91,98 @@ pinned as the file it leads to.`,
 		},
 	}
 	sourceFlags(cmd, &s)
-	cmd.Flags().StringVar(&imageURL, "url", "", "fetch this image, checked against the sha256 published beside it (URL.sha256), and print its pin")
+	cmd.Flags().StringVar(&o.url, "url", "", "fetch this image, checked against the sha256 published beside it (URL.sha256), and print its pin")
+	cmd.Flags().BoolVar(&o.latest, "latest", false, "fetch the current Raspberry Pi OS Lite (64-bit) from Imager's OS list and print its pin")
+	cmd.Flags().BoolVar(&o.legacy, "legacy", false, "with --latest: its Bookworm sibling, Raspberry Pi OS (Legacy, 64-bit) Lite")
+	cmd.Flags().BoolVar(&o.list, "list", false, "print the 64-bit Lite images of Imager's OS list; download nothing")
+	cmd.Flags().StringVar(&o.osList, "os-list", "", "OS list URL (default: $"+osListEnv+", else "+fetch.DefaultOSList+")")
 	return cmd
+}
+
+// mode checks that the flags ask for one thing and says which: "url",
+// "latest", "list", or "" for the profile's pin.
+func (o fetchOpts) mode(cmd *cobra.Command) (string, error) {
+	changed := cmd.Flags().Changed
+	var modes []string
+	for _, m := range []string{"url", "latest", "list"} {
+		if changed(m) {
+			modes = append(modes, "--"+m)
+		}
+	}
+	switch {
+	case len(modes) > 1:
+		return "", fmt.Errorf("fetch: %s: give one of them", strings.Join(modes, " and "))
+	case len(modes) == 1 && (changed("profiles") || changed("overlays")):
+		return "", fmt.Errorf("fetch: %s takes no --profiles or --overlays: it does not read the profiles", modes[0])
+	case o.legacy && !o.latest:
+		return "", errors.New("fetch: --legacy goes with --latest")
+	case changed("os-list") && !o.latest && !o.list:
+		return "", errors.New("fetch: --os-list goes with --latest or --list")
+	case len(modes) == 0:
+		return "", nil
+	}
+	return strings.TrimPrefix(modes[0], "--"), nil
+}
+
+// fetchFromList is fetch --latest and --list: Imager's OS list, then the
+// Lite image (or its Legacy sibling) into the cache, or the list printed.
+func fetchFromList(cmd *cobra.Command, o fetchOpts) error {
+	listURL := o.osList
+	if listURL == "" {
+		listURL = os.Getenv(osListEnv)
+	}
+	if listURL == "" {
+		listURL = fetch.DefaultOSList
+	}
+	f, err := cacheFetcher(cmd.ErrOrStderr())
+	if err != nil {
+		return build.InputError(err)
+	}
+	l, err := f.LoadOSList(cmd.Context(), listURL)
+	if err != nil {
+		return build.InputError(err)
+	}
+	if o.list {
+		return printLiteList(cmd.OutOrStdout(), l)
+	}
+	name := fetch.LiteName
+	if o.legacy {
+		name = fetch.LegacyLiteName
+	}
+	e, err := l.Find(name)
+	if err != nil {
+		return build.InputError(err)
+	}
+	p, err := f.FetchEntry(cmd.Context(), l, e)
+	if err != nil {
+		return build.InputError(err)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), p)
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s, released %s\n", e.Name, orDash(e.ReleaseDate))
+	printPin(cmd.ErrOrStderr(), e.URL, e.ImageDownloadSHA256)
+	return nil
+}
+
+// printLiteList prints one row per 64-bit Lite image. An empty list is an
+// error: the list's format has changed or it is not Imager's.
+func printLiteList(w io.Writer, l *fetch.OSList) error {
+	entries := l.LiteArm64()
+	if len(entries) == 0 {
+		return build.InputError(fmt.Errorf("OS list %s has no 64-bit Lite image (%d images listed)", l.URL, len(l.Entries)))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tRELEASED\tURL\tSHA256")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, orDash(e.ReleaseDate), orDash(e.URL), orDash(e.ImageDownloadSHA256))
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // fetchURL is fetch --url: the image and its published sha256 into the

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -247,6 +248,133 @@ func TestFetchURL(t *testing.T) {
 			pin := "base: {url: " + base + "/img/base.img.xz, sha256: " + sum + "}"
 			if !strings.Contains(stderr, "\n"+pin+"\n") {
 				t.Errorf("stderr %q: want the pin line %q on a line of its own", stderr, pin)
+			}
+		})
+	}
+}
+
+// osList is a small Imager OS list with the Lite image and its Legacy
+// sibling in the "Raspberry Pi OS (other)" category, nested as in the
+// real os_list_imagingutility_v4.json.
+func osList(base, liteSum, legacySum string) string {
+	return `{"imager": {}, "os_list": [
+  {"name": "Raspberry Pi OS (64-bit)", "url": "` + base + `/desktop.img.xz", "image_download_sha256": "` + liteSum + `", "release_date": "2026-10-06"},
+  {"name": "Raspberry Pi OS (other)", "subitems": [
+    {"name": "Raspberry Pi OS Lite (64-bit)", "url": "` + base + `/img/lite.img.xz", "image_download_sha256": "` + liteSum + `",
+     "image_download_size": 100000, "extract_size": 300000, "extract_sha256": "` + strings.Repeat("e", 64) + `", "release_date": "2026-10-06"},
+    {"name": "Raspberry Pi OS Lite (32-bit)", "url": "` + base + `/img/armhf.img.xz", "image_download_sha256": "` + liteSum + `", "release_date": "2026-10-06"},
+    {"name": "Raspberry Pi OS (Legacy, 64-bit) Lite", "url": "` + base + `/img/legacy.img.xz", "image_download_sha256": "` + legacySum + `", "release_date": "2026-09-15"}]}]}`
+}
+
+// TestFetchLatest: --latest and --list read the OS list from 127.0.0.1
+// (--os-list or $MAGIBAKE_OS_LIST), never the real one.
+func TestFetchLatest(t *testing.T) {
+	lite := []byte(strings.Repeat("lite image\n", 9000))
+	legacy := []byte(strings.Repeat("legacy image\n", 9000))
+	sumOf := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	liteSum, legacySum, other := sumOf(lite), sumOf(legacy), strings.Repeat("0", 64)
+	list := func(liteSum string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, osList("http://"+r.Host, liteSum, legacySum))
+		}
+	}
+	serve := func(b []byte) http.HandlerFunc { return func(w http.ResponseWriter, r *http.Request) { w.Write(b) } }
+	good := map[string]http.HandlerFunc{"/list.json": list(liteSum), "/img/lite.img.xz": serve(lite), "/img/legacy.img.xz": serve(legacy)}
+	with := func(path string, h http.HandlerFunc) map[string]http.HandlerFunc {
+		m := map[string]http.HandlerFunc{}
+		for k, v := range good {
+			m[k] = v
+		}
+		m[path] = h
+		return m
+	}
+	tests := []struct {
+		name    string
+		routes  map[string]http.HandlerFunc
+		env     bool // the list URL through $MAGIBAKE_OS_LIST rather than --os-list
+		args    []string
+		code    int
+		stdout  string // {cache}, {base} replaced; for errors: "". --list columns read as " | "
+		stderr  string // substring; for errors: the whole message line
+		fetched string // sha256 in the cache after success
+	}{
+		{name: "latest", routes: good, args: []string{"--latest"},
+			stdout: "{cache}/" + liteSum + ".img.xz\n", fetched: liteSum,
+			stderr: "Raspberry Pi OS Lite (64-bit), released 2026-10-06\nto pin this base, add to cluster.yaml:\nbase: {url: {base}/img/lite.img.xz, sha256: " + liteSum + "}\n"},
+		{name: "legacy, list from the environment", routes: good, env: true, args: []string{"--latest", "--legacy"},
+			stdout: "{cache}/" + legacySum + ".img.xz\n", fetched: legacySum,
+			stderr: "\nbase: {url: {base}/img/legacy.img.xz, sha256: " + legacySum + "}\n"},
+		{name: "list", routes: good, args: []string{"--list"},
+			stdout: "NAME | RELEASED | URL | SHA256\n" +
+				"Raspberry Pi OS Lite (64-bit) | 2026-10-06 | {base}/img/lite.img.xz | " + liteSum + "\n" +
+				"Raspberry Pi OS (Legacy, 64-bit) Lite | 2026-09-15 | {base}/img/legacy.img.xz | " + legacySum + "\n"},
+
+		{name: "list without the entry", routes: with("/list.json", serve([]byte(`{"os_list": [{"name": "Raspberry Pi OS (64-bit)", "url": "https://x/d.img.xz"}]}`))),
+			args: []string{"--latest"}, code: 3, stderr: `magibake: OS list {base}/list.json has no "Raspberry Pi OS Lite (64-bit)" entry (1 images listed)`},
+		{name: "--list without Lite images", routes: with("/list.json", serve([]byte(`{"os_list": []}`))),
+			args: []string{"--list"}, code: 3, stderr: `magibake: OS list {base}/list.json has no 64-bit Lite image (0 images listed)`},
+		{name: "not an OS list", routes: with("/list.json", serve([]byte(`[1, 2]`))),
+			args: []string{"--latest"}, code: 3, stderr: "magibake: OS list {base}/list.json: no \"os_list\" array: not an Imager OS list"},
+		{name: "wrong image_download_sha256", routes: with("/list.json", list(other)), args: []string{"--latest"}, code: 3,
+			stderr: "magibake: fetch {base}/img/lite.img.xz: sha256 mismatch: the download (99000 bytes) has sha256 " + liteSum + " but the OS list {base}/list.json gives " + other + "; deleted the download"},
+		{name: "list redirect loop", routes: with("/list.json", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/list.json", http.StatusFound) }),
+			args: []string{"--list"}, code: 3, stderr: "magibake: OS list: {base}/list.json: redirect loop: {base}/list.json redirects back to {base}/list.json"},
+		{name: "image announces more than it sends", routes: with("/img/lite.img.xz", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(lite)+10))
+			w.Write(lite)
+		}), args: []string{"--latest"}, code: 3,
+			stderr: "magibake: fetch {base}/img/lite.img.xz: the server announces 99010 bytes (Content-Length) but sends 99000, on every request; deleted the partial download"},
+		{name: "list missing", routes: map[string]http.HandlerFunc{}, args: []string{"--latest"}, code: 3,
+			stderr: "magibake: OS list: {base}/list.json: HTTP 404 Not Found"},
+
+		{name: "--legacy alone", routes: good, args: []string{"--legacy"}, code: 2, stderr: "magibake: fetch: --legacy goes with --latest"},
+		{name: "--latest and --url", routes: good, args: []string{"--latest", "--url", "{base}/img/lite.img.xz"}, code: 2,
+			stderr: "magibake: fetch: --url and --latest: give one of them"},
+		{name: "--list with --profiles", routes: good, args: []string{"--list", "--profiles", "."}, code: 2,
+			stderr: "magibake: fetch: --list takes no --profiles or --overlays: it does not read the profiles"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_CACHE_HOME", t.TempDir())
+			cache := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "magibake", "bases")
+			base := imageSite(t, nil, tt.routes)
+			// Even a test that forgets --os-list must not reach the real list.
+			t.Setenv("MAGIBAKE_OS_LIST", "http://127.0.0.1:1/no-list.json")
+			args := []string{"fetch"}
+			for _, a := range tt.args {
+				args = append(args, strings.ReplaceAll(a, "{base}", base))
+			}
+			if tt.env {
+				t.Setenv("MAGIBAKE_OS_LIST", base+"/list.json")
+			} else if tt.code != 2 {
+				args = append(args, "--os-list", base+"/list.json")
+			}
+			code, stdout, stderr := execute(t, args...)
+			r := strings.NewReplacer("{base}", base, "{cache}", cache)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tt.code, stderr)
+			}
+			if tt.code != 0 {
+				if want := r.Replace(tt.stderr) + "\n"; stderr != want || stdout != "" {
+					t.Errorf("stdout %q, stderr\n%q\nwant\n%q", stdout, stderr, want)
+				}
+				if left := cacheLeftovers(t); len(left) != 0 {
+					t.Errorf("left in the cache: %v", left)
+				}
+				return
+			}
+			if tt.name == "list" {
+				stdout = regexp.MustCompile(`  +`).ReplaceAllString(stdout, " | ") // columns, whatever their width
+			}
+			if want := r.Replace(tt.stdout); stdout != want {
+				t.Errorf("stdout\n%q\nwant\n%q", stdout, want)
+			}
+			if want := r.Replace(tt.stderr); !strings.Contains(stderr, want) {
+				t.Errorf("stderr\n%q\nwant it to contain\n%q", stderr, want)
+			}
+			left := cacheLeftovers(t)
+			if want := []string{tt.fetched + ".img.xz"}; tt.fetched == "" && len(left) != 0 || tt.fetched != "" && strings.Join(left, " ") != want[0] {
+				t.Errorf("cache holds %v, want %v", left, tt.fetched)
 			}
 		})
 	}
