@@ -404,7 +404,10 @@ func checkOutput(out, base string) error {
 }
 
 func noBase(c *profile.Cluster) error {
-	if c.Base.URL != "" {
+	switch {
+	case c.Base.URL != "" && c.Base.SHA256 == "":
+		return fmt.Errorf("no --base given: download %s (sha256 in %s.sha256) and pass it with --base FILE", c.Base.URL, c.Base.URL)
+	case c.Base.URL != "":
 		return fmt.Errorf("no --base given: download %s (sha256 %s) and pass it with --base FILE", c.Base.URL, c.Base.SHA256)
 	}
 	return errors.New("no --base given and cluster.yaml pins no base image; " + fetch.PinHint)

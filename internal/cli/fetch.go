@@ -38,7 +38,9 @@ func newFetch() *cobra.Command {
 $XDG_CACHE_HOME/magibake/bases (~/.cache/magibake/bases), resuming an
 interrupted download, and checks it against base.sha256 before it is used;
 a download with another sha256 is deleted. It prints the cached file's path.
-build runs it by itself when --base is not given.
+build runs it by itself when --base is not given. A base.url without
+base.sha256 is checked against URL.sha256 as --url does, and the line that
+pins it is printed on stderr.
 
 To find a base to pin, without copying a sha256 by hand:
 
@@ -238,8 +240,11 @@ func pinnedBase(ctx context.Context, log io.Writer, s build.Sources, nodes []str
 	return p, nil
 }
 
-// fetchBase returns the local path of the pinned base: a file:// URL as it
-// is (build checks its sha256), anything else through the cache.
+// fetchBase returns the local path of the profile's base: a file:// URL as
+// it is (build checks its sha256), anything else through the cache. A base
+// without sha256 is checked against the .sha256 published beside its URL,
+// which has to be read again on every run, so the line that pins it is
+// printed on log each time.
 func fetchBase(ctx context.Context, log io.Writer, b profile.Base) (string, error) {
 	if u, err := url.Parse(b.URL); err == nil && u.Scheme == "file" {
 		return u.Path, nil
@@ -248,7 +253,22 @@ func fetchBase(ctx context.Context, log io.Writer, b profile.Base) (string, erro
 	if err != nil {
 		return "", err
 	}
-	return f.Fetch(ctx, b.URL, b.SHA256)
+	if b.SHA256 != "" {
+		return f.Fetch(ctx, b.URL, b.SHA256)
+	}
+	p, pinURL, sum, err := f.FetchPublished(ctx, b.URL)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintln(log, repinHint(pinURL, sum))
+	return p, nil
+}
+
+// repinHint is the one line that tells how to pin a base fetched without a
+// sha256: the profile already has a base: line, so it is to be replaced,
+// and the pin line ends the hint so that it can be cut out as it is.
+func repinHint(pinURL, sum string) string {
+	return "base in cluster.yaml has no sha256; to pin it, replace its base: line with: " + fetch.PinLineFor(pinURL, sum)
 }
 
 // isTerminal says whether w is a character device, so progress is redrawn

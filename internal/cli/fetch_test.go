@@ -379,3 +379,178 @@ func TestFetchLatest(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchProfileWithoutSHA256: fetch --profiles with a base: that gives
+// a url but no sha256 checks the download against URL.sha256 as --url
+// does, keeps it in the cache, prints the path on stdout and the line that
+// pins it on stderr; every way the server can be wrong is exit 3, one line
+// naming the URL, and an empty cache.
+func TestFetchProfileWithoutSHA256(t *testing.T) {
+	setEnv(t)
+	data := []byte(strings.Repeat("not really an image\n", 5000))
+	s := sha256.Sum256(data)
+	sum := hex.EncodeToString(s[:])
+	other := strings.Repeat("0", 64)
+	published := text(sum + "  base.img.xz\n")
+	tests := []struct {
+		name   string
+		url    string // base.url; {base} is the server
+		routes map[string]http.HandlerFunc
+		runs   int // fetches in a row with the same cache; 0 means 1
+		code   int
+		want   string // stderr: the error line, or a line of the last run's output on success
+		pin    string // the URL the pin line names
+	}{
+		{name: "published sha256", url: "{base}/img/base.img.xz", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": published},
+			pin: "{base}/img/base.img.xz"},
+		{name: "second fetch from the cache", url: "{base}/img/base.img.xz", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": published},
+			runs: 2, want: "{cache}/" + sum + ".img.xz: cached, sha256 ok", pin: "{base}/img/base.img.xz"},
+		{name: "latest link", url: "{base}/latest", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": published,
+			"/latest": func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, "/img/base.img.xz", http.StatusFound)
+			}},
+			pin: "{base}/img/base.img.xz"},
+		{name: "missing .sha256", url: "{base}/img/base.img.xz",
+			code: 3, want: "magibake: no published sha256 for {base}/img/base.img.xz: {base}/img/base.img.xz.sha256: HTTP 404 Not Found"},
+		{name: ".sha256 of another file", url: "{base}/img/base.img.xz", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": text(sum + "  other.img.xz\n")},
+			code: 3, want: "magibake: {base}/img/base.img.xz.sha256 gives the sha256 of other.img.xz, not of base.img.xz"},
+		{name: "wrong .sha256", url: "{base}/img/base.img.xz", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": text(other + "  base.img.xz\n")},
+			code: 3, want: "magibake: fetch {base}/img/base.img.xz: sha256 mismatch: the download (100000 bytes) has sha256 " + sum + " but {base}/img/base.img.xz.sha256 publishes " + other + "; deleted the download"},
+		{name: "download cut short", url: "{base}/img/base.img.xz", routes: map[string]http.HandlerFunc{"/img/base.img.xz.sha256": published,
+			"/img/base.img.xz": func(w http.ResponseWriter, r *http.Request) { w.Write(data[:len(data)-1000]) }},
+			code: 3, want: "magibake: fetch {base}/img/base.img.xz: sha256 mismatch: the download (99000 bytes) has sha256 "},
+		{name: "redirect loop", url: "{base}/loop", routes: map[string]http.HandlerFunc{
+			"/loop": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) }},
+			code: 3, want: "magibake: {base}/loop: redirect loop: {base}/loop redirects back to {base}/loop"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_CACHE_HOME", t.TempDir())
+			cache := filepath.Join(os.Getenv("XDG_CACHE_HOME"), "magibake", "bases")
+			var gets atomic.Int32
+			routes := map[string]http.HandlerFunc{"/img/base.img.xz": func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet {
+					gets.Add(1)
+				}
+				w.Write(data)
+			}}
+			for k, v := range tt.routes {
+				routes[k] = v
+			}
+			base := imageSite(t, nil, routes)
+			r := strings.NewReplacer("{base}", base, "{cache}", cache)
+			profiles := pinnedProfiles(t, "base: {url: "+r.Replace(tt.url)+"}")
+			var code int
+			var stdout, stderr string
+			for i := 0; i < max(tt.runs, 1); i++ {
+				code, stdout, stderr = execute(t, "fetch", "--profiles", profiles)
+			}
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tt.code, stderr)
+			}
+			if tt.code != 0 {
+				if want := r.Replace(tt.want); !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+					t.Errorf("stdout %q, stderr\n%q\nwant one line starting\n%q", stdout, stderr, want)
+				}
+				if left := cacheLeftovers(t); len(left) != 0 {
+					t.Errorf("left in the cache: %v", left)
+				}
+				return
+			}
+			if want := filepath.Join(cache, sum+".img.xz") + "\n"; stdout != want {
+				t.Errorf("stdout %q, want the cached path %q", stdout, want)
+			}
+			hint := "base in cluster.yaml has no sha256; to pin it, replace its base: line with: base: {url: " + r.Replace(tt.pin) + ", sha256: " + sum + "}\n"
+			if !strings.HasSuffix(stderr, "\n"+hint) {
+				t.Errorf("stderr\n%q\nwant its last line to be\n%q", stderr, hint)
+			}
+			if tt.want != "" && !strings.Contains(stderr, r.Replace(tt.want)+"\n") {
+				t.Errorf("stderr\n%q\nwant a line\n%q", stderr, r.Replace(tt.want))
+			}
+			if n := gets.Load(); n != 1 {
+				t.Errorf("image downloaded %d times in %d fetches, want once", n, max(tt.runs, 1))
+			}
+			if left := cacheLeftovers(t); len(left) != 1 || left[0] != sum+".img.xz" {
+				t.Errorf("cache holds %v, want %s.img.xz", left, sum)
+			}
+		})
+	}
+}
+
+// TestBuildProfileWithoutSHA256: build without --base, on a profile whose
+// base: has a url but no sha256, fetches the base checked against
+// URL.sha256, bakes from it, uses the cache the next time and says each
+// time how to pin it; a missing or wrong .sha256 fails before the bake:
+// exit 3, one line, no card, an empty cache.
+func TestBuildProfileWithoutSHA256(t *testing.T) {
+	setEnv(t)
+	_, imgXZ := fixture.Image(t, "bookworm") // before XDG_CACHE_HOME moves
+	data, err := os.ReadFile(imgXZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := fileSum(t, imgXZ)
+	other := strings.Repeat("0", 64)
+	tests := []struct {
+		name    string
+		sumFile string // served as /img/base.img.xz.sha256; "" for none
+		want    string // the error line; "" for success
+	}{
+		{name: "published sha256", sumFile: sum + "  base.img.xz\n"},
+		{name: "missing .sha256",
+			want: "magibake: no published sha256 for {base}/img/base.img.xz: {base}/img/base.img.xz.sha256: HTTP 404 Not Found\n"},
+		{name: "wrong .sha256", sumFile: other + " *base.img.xz\n",
+			want: fmt.Sprintf("magibake: fetch {base}/img/base.img.xz: sha256 mismatch: the download (%d bytes) has sha256 %s but {base}/img/base.img.xz.sha256 publishes %s; deleted the download\n", len(data), sum, other)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_CACHE_HOME", t.TempDir())
+			var gets atomic.Int32
+			routes := map[string]http.HandlerFunc{"/img/base.img.xz": func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet {
+					gets.Add(1)
+				}
+				w.Write(data)
+			}}
+			if tt.sumFile != "" {
+				routes["/img/base.img.xz.sha256"] = text(tt.sumFile)
+			}
+			base := imageSite(t, nil, routes)
+			profiles := pinnedProfiles(t, "base: {url: "+base+"/img/base.img.xz}")
+			out := t.TempDir()
+			runs := 2
+			if tt.want != "" {
+				runs = 1
+			}
+			for i := 1; i <= runs; i++ {
+				code, stdout, stderr := execute(t, "build", "melchior", "--profiles", profiles, "--out-dir", out)
+				if tt.want != "" {
+					want := strings.ReplaceAll(tt.want, "{base}", base)
+					if code != 3 || stderr != want || stdout != "" {
+						t.Errorf("exit %d, stdout %q, stderr\n%q\nwant exit 3 and\n%q", code, stdout, stderr, want)
+					}
+					if left, _ := os.ReadDir(out); len(left) != 0 {
+						t.Errorf("left in the output directory: %v", left)
+					}
+					if left := cacheLeftovers(t); len(left) != 0 {
+						t.Errorf("left in the cache: %v", left)
+					}
+					return
+				}
+				if code != 0 {
+					t.Fatalf("build %d: exit %d: %s", i, code, stderr)
+				}
+				if _, err := os.Stat(filepath.Join(out, "melchior.img")); err != nil {
+					t.Fatal(err)
+				}
+				hint := "\nbase in cluster.yaml has no sha256; to pin it, replace its base: line with: base: {url: " + base + "/img/base.img.xz, sha256: " + sum + "}\n"
+				if !strings.Contains(stderr, hint) {
+					t.Errorf("build %d: stderr\n%s\nlacks the line%s", i, stderr, hint)
+				}
+				if n := gets.Load(); n != 1 {
+					t.Errorf("after build %d: image downloaded %d times, want once", i, n)
+				}
+			}
+		})
+	}
+}

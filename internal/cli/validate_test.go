@@ -35,23 +35,33 @@ func TestValidate(t *testing.T) {
 	os.WriteFile(filepath.Join(ov, "common/root/etc/a.tmpl"), []byte("x\n{{ .Node.Nope }}\n"), 0o644)
 	os.WriteFile(filepath.Join(ov, "worker/root/etc/b.tmpl"), []byte("{{ end }}\n"), 0o644)
 
+	const image = "https://downloads.example/x.img.xz"
+	pinned := pinnedProfiles(t, "base: {url: "+image+", sha256: "+strings.Repeat("ab", 32)+"}")
+	unpinned := pinnedProfiles(t, "base: {url: "+image+"}")
+
 	tests := []struct {
 		name   string
 		args   []string
 		code   int
 		stdout []string // each a line that must be printed
+		stderr string   // all of it, when code is 0
 	}{
-		{"embedded", []string{"validate"}, 0, []string{"ok: 3 nodes (caspar, balthasar, melchior), every overlay file renders for each"}},
-		{"good dir", []string{"validate", "--profiles", good}, 0, []string{"ok: 3 nodes"}},
+		{"embedded", []string{"validate"}, 0, []string{"ok: 3 nodes (caspar, balthasar, melchior), every overlay file renders for each"}, ""},
+		{"good dir", []string{"validate", "--profiles", good}, 0, []string{"ok: 3 nodes"}, ""},
+		{"pinned base", []string{"validate", "--profiles", pinned}, 0, []string{"ok: 3 nodes"}, ""},
+		// Valid, but nothing holds the image to one sha256: one warning.
+		{"base without sha256", []string{"validate", "--profiles", unpinned}, 0, []string{"ok: 3 nodes"},
+			"magibake: warning: " + unpinned + "/cluster.yaml: base has no sha256, so it is not pinned: fetch and build check it against " + image +
+				".sha256 as published at the time; magibake fetch --profiles " + unpinned + " prints the line that pins it\n"},
 		{"profile problems, all listed", []string{"validate", "--profiles", bad}, 3, []string{
 			bad + "/cluster.yaml:" + lineOf(t, cluster, "subnet:") + ": subnet: want an IPv4 prefix like 10.3.50.0/24, got \"10.3.50.0/33\"",
 			bad + "/cluster.yaml:" + lineOf(t, cluster, "uplnk:") + ": uplnk: unknown key",
 			bad + "/melchior.yaml:2: role: unknown role \"boss\"; want head or worker",
-		}},
+		}, ""},
 		{"overlay problems, all listed", []string{"validate", "--overlays", ov}, 3, []string{
 			ov + "/common/root/etc/a.tmpl:2: executing",
 			ov + "/worker/root/etc/b.tmpl:1: unexpected {{end}}",
-		}},
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +80,9 @@ func TestValidate(t *testing.T) {
 			}
 			if tt.code != 0 && !strings.Contains(stderr, "problem(s)") {
 				t.Errorf("stderr %q", stderr)
+			}
+			if tt.code == 0 && stderr != tt.stderr {
+				t.Errorf("stderr\n%q\nwant\n%q", stderr, tt.stderr)
 			}
 		})
 	}

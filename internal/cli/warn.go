@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/magibake/magibake/internal/build"
 	"github.com/magibake/magibake/internal/profile"
@@ -18,4 +19,19 @@ func warnSecretFiles(w io.Writer, s build.Sources) {
 	for _, line := range profile.SecretFileWarnings(s.Profiles, profile.Options{Getenv: s.Getenv}) {
 		fmt.Fprintf(w, "magibake: %s\n", line)
 	}
+}
+
+// warnUnpinnedBase prints one line on w when cluster.yaml's base has a url
+// but no sha256. That is valid, but not a pin: each fetch or build trusts
+// whatever URL.sha256 publishes at that moment, and needs the network.
+func warnUnpinnedBase(w io.Writer, s build.Sources, c *profile.Cluster) {
+	if c == nil || c.Base.URL == "" || c.Base.SHA256 != "" {
+		return
+	}
+	dir := s.Profiles
+	if dir == "" {
+		dir = "DIR"
+	}
+	fmt.Fprintf(w, "magibake: warning: %s: base has no sha256, so it is not pinned: fetch and build check it against %s.sha256 as published at the time; magibake fetch --profiles %s prints the line that pins it\n",
+		filepath.Join(s.Profiles, "cluster.yaml"), c.Base.URL, dir)
 }

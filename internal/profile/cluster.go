@@ -446,12 +446,18 @@ func (l *loader) base(d *doc, c *Cluster, f string, v *yaml.Node) {
 	if !ok || !good {
 		return
 	}
-	d.require(k, f, "url", "sha256")
-	if (b.URL == "") != (b.SHA256 == "") {
-		// Both keys present, but an optional reference found nothing for one.
-		if k.has("url") && k.has("sha256") {
-			d.fail(k.node, f, "url and sha256 go together; an optional reference left one of them empty")
+	// sha256 may be left out: fetch and build then check the download
+	// against the .sha256 published beside url and print the line that pins
+	// it. A sha256 without its url names nothing to download.
+	d.require(k, f, "url")
+	switch {
+	case b.URL == "" && b.SHA256 != "":
+		if k.has("url") {
+			d.fail(k.node, f, "sha256 needs a url; an optional reference left url empty")
 		}
+		return
+	case b.SHA256 == "" && strings.HasPrefix(strings.ToLower(b.URL), "file:"):
+		d.fail(k.node, join(f, "sha256"), "a file:// base needs its sha256: only an http(s) URL has a published .sha256 to check it against")
 		return
 	}
 	c.Base = b

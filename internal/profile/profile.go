@@ -69,6 +69,8 @@ type User struct {
 }
 
 // Base names the Raspberry Pi OS image to start from; both empty when absent.
+// SHA256 alone is empty when the profile leaves the check to the .sha256
+// published beside an http(s) URL (the base is then not pinned).
 type Base struct {
 	URL, SHA256 string // SHA256 is lower-case hex
 }

@@ -434,7 +434,12 @@ func TestProblems(t *testing.T) {
 		{name: "sha256 short", sub: []string{"sha256: " + sum, "sha256: abc"}, where: "cluster.yaml:24: base.sha256", msg: `want 64 hex digits, got "abc"`},
 		{name: "sha256 not hex", sub: []string{"sha256: " + sum, "sha256: " + strings.Repeat("g", 64)}, where: "cluster.yaml:24: base.sha256", msg: "want 64 hex digits"},
 		{name: "base URL", sub: []string{"url: https://", "url: ftp://"}, where: "cluster.yaml:23: base.url", msg: "want an https://"},
-		{name: "base without sha256", sub: []string{"  sha256: " + sum + "\n", ""}, where: "cluster.yaml:22: base.sha256", msg: "missing"},
+		{name: "base without url", sub: []string{"  url: https://downloads.raspberrypi.com/raspios_lite_arm64/images/x.img.xz\n", ""}, where: "cluster.yaml:22: base.url", msg: "missing"},
+		{name: "base url left empty by an optional reference", sub: []string{"url: https://downloads.raspberrypi.com/raspios_lite_arm64/images/x.img.xz", "url: {env: NO_SUCH_VAR, optional: true}"},
+			where: "cluster.yaml:22: base", msg: "sha256 needs a url; an optional reference left url empty"},
+		{name: "base URL without sha256", sub: []string{"url: https://", "url: ftp://", "  sha256: " + sum + "\n", ""}, where: "cluster.yaml:23: base.url", msg: "want an https://"},
+		{name: "file:// base without sha256", sub: []string{"url: https://downloads.raspberrypi.com/raspios_lite_arm64/images/x.img.xz", "url: file:///srv/x.img.xz", "  sha256: " + sum + "\n", ""},
+			where: "cluster.yaml:22: base.sha256", msg: "a file:// base needs its sha256: only an http(s) URL has a published .sha256 to check it against"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeDir(t, edit(t, tc.sub, tc.override))
@@ -712,6 +717,38 @@ func TestOfflineDebs(t *testing.T) {
 	}
 	if c.OfflineDebs != debs {
 		t.Errorf("OfflineDebs = %q, want %q", c.OfflineDebs, debs)
+	}
+}
+
+// TestBaseWithoutSHA256: a base may leave out its sha256 (fetch and build
+// then check the download against the .sha256 published beside url); it
+// loads with an empty SHA256, however the sha256 comes to be absent.
+func TestBaseWithoutSHA256(t *testing.T) {
+	const url = "https://downloads.raspberrypi.com/raspios_lite_arm64/images/x.img.xz"
+	tests := []struct {
+		name string
+		sub  []string
+		want Base
+	}{
+		{name: "pinned", want: Base{URL: url, SHA256: sum}},
+		{name: "no sha256 key", sub: []string{"  sha256: " + sum + "\n", ""}, want: Base{URL: url}},
+		{name: "sha256 without a value", sub: []string{"  sha256: " + sum + "\n", "  sha256:\n"}, want: Base{URL: url}},
+		{name: "sha256 from an unset optional variable", sub: []string{"sha256: " + sum, "sha256: {env: NO_SUCH_VAR, optional: true}"}, want: Base{URL: url}},
+		{name: "flow style, http", sub: []string{"base:\n  url: " + url + "\n  sha256: " + sum + "\n", "base: {url: http://10.0.0.1/x.img}\n"},
+			want: Base{URL: "http://10.0.0.1/x.img"}},
+		{name: "no base", sub: []string{"base:\n  url: " + url + "\n  sha256: " + sum + "\n", ""}},
+		{name: "both left empty by optional references", sub: []string{"url: " + url, "url: {env: NO_SUCH_VAR, optional: true}", "sha256: " + sum, "sha256: {env: NO_SUCH_VAR, optional: true}"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadDir(writeDir(t, edit(t, tt.sub, nil)), Options{Getenv: noEnv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Base != tt.want {
+				t.Errorf("Base = %+v, want %+v", c.Base, tt.want)
+			}
+		})
 	}
 }
 

@@ -117,21 +117,34 @@ func TestSchemaAcceptsValidProfiles(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	if err := clusterSchema.Validate(instance(t, []byte(fullCluster))); err != nil {
-		t.Errorf("full cluster.yaml: %v", err)
-	}
 	if err := nodeSchema.Validate(instance(t, []byte(fullNode))); err != nil {
 		t.Errorf("full node: %v", err)
 	}
-	// The loader takes the same files.
-	fsys := fstest.MapFS{
-		"cluster.yaml":   {Data: []byte(fullCluster)},
-		"caspar.yaml":    {Data: []byte("hostname: caspar\nrole: head\n")},
-		"balthasar.yaml": {Data: []byte(fullNode)},
+	// A base without sha256: fetch and build check it against the .sha256
+	// published beside url.
+	urlOnly := strings.Replace(fullCluster, "  sha256: "+strings.Repeat("0123456789abcdef", 4)+"\n", "", 1)
+	if urlOnly == fullCluster {
+		t.Fatal("no base.sha256 line in fullCluster")
 	}
-	env := map[string]string{"PSK": "a passphrase"}
-	if _, err := Load(fsys, "full", Options{Getenv: func(k string) string { return env[k] }, FileBase: t.TempDir()}); err != nil {
-		t.Errorf("loader rejects the full profile: %v", err)
+	for _, tt := range []struct{ name, cluster string }{
+		{"full", fullCluster},
+		{"base without sha256", urlOnly},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := clusterSchema.Validate(instance(t, []byte(tt.cluster))); err != nil {
+				t.Errorf("schema rejects it: %v", err)
+			}
+			// The loader takes the same files.
+			fsys := fstest.MapFS{
+				"cluster.yaml":   {Data: []byte(tt.cluster)},
+				"caspar.yaml":    {Data: []byte("hostname: caspar\nrole: head\n")},
+				"balthasar.yaml": {Data: []byte(fullNode)},
+			}
+			env := map[string]string{"PSK": "a passphrase"}
+			if _, err := Load(fsys, "full", Options{Getenv: func(k string) string { return env[k] }, FileBase: t.TempDir()}); err != nil {
+				t.Errorf("loader rejects it: %v", err)
+			}
+		})
 	}
 }
 
@@ -151,7 +164,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"env and file", "cluster", "passphrase: {env: PSK}", "passphrase: {env: PSK, file: psk}"},
 		{"unknown value key", "cluster", "passphrase: {env: PSK}", "passphrase: {variable: PSK}"},
 		{"hidden not bool", "cluster", "hidden: true", "hidden: sometimes"},
-		{"base without sha256", "cluster", "  sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n", ""},
+		{"base without url", "cluster", "  url: https://downloads.example/x.img.xz\n", ""},
 		{"kubernetes not bool", "cluster", "kubernetes: true", "kubernetes: k3s"},
 		{"missing user", "cluster", "user:\n  name: pi\n", "person:\n  name: pi\n"},
 		{"unknown role", "node", "role: worker", "role: boss"},
