@@ -16,7 +16,9 @@ import (
 
 var (
 	labelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	// userconf-pi's own rule (userconf-service validate_user): the first
+	// boot refuses any other name and leaves the card without a user.
+	userNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 	hexRE      = regexp.MustCompile(`^[0-9a-fA-F]+$`)
 )
 
@@ -102,7 +104,7 @@ func checkUserName(s string) string {
 		return "root cannot be the login user; pick an ordinary user name"
 	}
 	if !userNameRE.MatchString(s) {
-		return fmt.Sprintf("want a Linux user name (a lower-case letter or '_', then up to 31 of a-z, 0-9, '_', '-'), got %s", quote(s))
+		return fmt.Sprintf("want a user name Raspberry Pi OS's first boot accepts (a lower-case letter, then up to 31 of a-z, 0-9, '-'), got %s", quote(s))
 	}
 	return ""
 }

@@ -415,10 +415,13 @@ func TestProblems(t *testing.T) {
 		{name: "wifi missing passphrase", sub: []string{"  passphrase: correct horse\n", ""}, where: "cluster.yaml:12: wifi.passphrase", msg: "missing"},
 
 		// User.
-		{name: "user name upper case", sub: []string{"name: pi", "name: Pi"}, where: "cluster.yaml:18: user.name", msg: "want a Linux user name"},
+		{name: "user name upper case", sub: []string{"name: pi", "name: Pi"}, where: "cluster.yaml:18: user.name", msg: "want a user name Raspberry Pi OS's first boot accepts"},
 		{name: "user name root", sub: []string{"name: pi", "name: root"}, where: "cluster.yaml:18: user.name", msg: "root cannot be the login user"},
-		{name: "user name too long", sub: []string{"name: pi", "name: " + strings.Repeat("u", 33)}, where: "cluster.yaml:18: user.name", msg: "want a Linux user name"},
-		{name: "user name digit", sub: []string{"name: pi", "name: '1pi'"}, where: "cluster.yaml:18: user.name", msg: "want a Linux user name"},
+		{name: "user name too long", sub: []string{"name: pi", "name: " + strings.Repeat("u", 33)}, where: "cluster.yaml:18: user.name", msg: "want a user name Raspberry Pi OS's first boot accepts"},
+		{name: "user name digit", sub: []string{"name: pi", "name: '1pi'"}, where: "cluster.yaml:18: user.name", msg: "want a user name Raspberry Pi OS's first boot accepts"},
+		// Linux allows these; userconf-pi refuses them at first boot.
+		{name: "user name underscore", sub: []string{"name: pi", "name: k8s_admin"}, where: "cluster.yaml:18: user.name", msg: "want a user name Raspberry Pi OS's first boot accepts"},
+		{name: "user name leading underscore", sub: []string{"name: pi", "name: _pi"}, where: "cluster.yaml:18: user.name", msg: "want a user name Raspberry Pi OS's first boot accepts"},
 		{name: "password in clear", sub: []string{"password_hash: " + hash, "password_hash: hunter2"}, where: "cluster.yaml:19: user.password_hash", msg: "want a crypt hash starting with '$'"},
 		{name: "password hash with colon", sub: []string{"password_hash: " + hash, "password_hash: '$6$a:b'"}, where: "cluster.yaml:19: user.password_hash", msg: "no ':'"},
 		{name: "SSH key unknown type", sub: []string{keyA, "ssh-dss AAAAB3NzaC1kc3M="}, where: "cluster.yaml:20: user.ssh_authorized_keys[0]", msg: `unknown SSH key type "ssh-dss"`},
