@@ -15,7 +15,7 @@ import (
 // follow "FIELD: ". Secrets are never quoted back: messages end up in logs.
 
 var (
-	labelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	// userconf-pi's own rule (userconf-service validate_user): the first
 	// boot refuses any other name and leaves the card without a user.
 	userNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
