@@ -23,6 +23,9 @@ func newBuild() *cobra.Command {
 			o.Nodes, o.Version, o.Log = args, Version, cmd.ErrOrStderr()
 			o.Progress = progressBars(cmd.ErrOrStderr())
 			warnSecretFiles(cmd.ErrOrStderr(), o.Sources)
+			if c, err := o.Sources.Cluster(); err == nil {
+				warnNoWiFi(cmd.ErrOrStderr(), o.Sources, c)
+			}
 			if o.Output == "" && o.OutDir == "" {
 				o.OutDir = "."
 			}

@@ -44,6 +44,7 @@ as for build.`,
 				fmt.Fprintln(out, p)
 			}
 			warnUnpinnedBase(cmd.ErrOrStderr(), s, c)
+			warnNoWiFi(cmd.ErrOrStderr(), s, c)
 			if len(problems) > 0 {
 				if c == nil && trees != nil {
 					return build.InputError(fmt.Errorf("%d problem(s); the overlays were not rendered because the profiles do not load", len(problems)))

@@ -38,6 +38,11 @@ func TestValidate(t *testing.T) {
 	const image = "https://downloads.example/x.img.xz"
 	pinned := pinnedProfiles(t, "base: {url: "+image+", sha256: "+strings.Repeat("ab", 32)+"}")
 	unpinned := pinnedProfiles(t, "base: {url: "+image+"}")
+	// A Wi-Fi uplink but no wifi section: valid, Wi-Fi stays off, one warning.
+	noWiFi := pinnedProfiles(t, "")
+	cy, _ := os.ReadFile(filepath.Join(noWiFi, "cluster.yaml"))
+	start, end := strings.Index(string(cy), "\nwifi:\n"), strings.Index(string(cy), "\nuser:\n")
+	os.WriteFile(filepath.Join(noWiFi, "cluster.yaml"), append(cy[:start:start], cy[end:]...), 0o644)
 
 	tests := []struct {
 		name   string
@@ -53,6 +58,8 @@ func TestValidate(t *testing.T) {
 		{"base without sha256", []string{"validate", "--profiles", unpinned}, 0, []string{"ok: 3 nodes"},
 			"magibake: warning: " + unpinned + "/cluster.yaml: base has no sha256, so it is not pinned: fetch and build check it against " + image +
 				".sha256 as published at the time; magibake fetch --profiles " + unpinned + " prints the line that pins it\n"},
+		{"no wifi section", []string{"validate", "--profiles", noWiFi}, 0, []string{"ok: 3 nodes"},
+			"magibake: warning: " + noWiFi + "/cluster.yaml: uplink wlan0 is Wi-Fi but there is no wifi section (ssid, passphrase, country): the cards keep Wi-Fi off (rfkill-blocked, no country) as Raspberry Pi OS ships it, so no node gets a home address and caspar routes nothing out\n"},
 		{"profile problems, all listed", []string{"validate", "--profiles", bad}, 3, []string{
 			bad + "/cluster.yaml:" + lineOf(t, cluster, "subnet:") + ": subnet: want an IPv4 prefix like 10.3.50.0/24, got \"10.3.50.0/33\"",
 			bad + "/cluster.yaml:" + lineOf(t, cluster, "uplnk:") + ": uplnk: unknown key",

@@ -47,6 +47,15 @@ func keyfileSSID(ssid string) string {
 	return b.String()
 }
 
+// keyfileString writes a string value for a NetworkManager keyfile the way
+// GLib's key file writer does, so NM reads back exactly s: a backslash is
+// doubled and leading spaces become \s (GLib skips them otherwise).
+func keyfileString(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	body := strings.TrimLeft(s, " ")
+	return strings.Repeat(`\s`, len(s)-len(body)) + body
+}
+
 // stableUUID derives a UUID (version 5 layout) from names, so a card baked
 // twice gets the same NetworkManager connection UUIDs.
 func stableUUID(names ...string) string {

@@ -274,6 +274,7 @@ func execute(display string, raw []byte, data *Data, attrs *fileAttrs) ([]byte, 
 		"join":      join,
 		"wpapsk":    wpaPSK,
 		"ssid":      keyfileSSID,
+		"keyfile":   keyfileString,
 		"uuid":      stableUUID,
 		"quote":     quote,
 	}

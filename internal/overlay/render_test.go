@@ -381,6 +381,58 @@ func TestOfflineDebs(t *testing.T) {
 	}
 }
 
+// TestWiFiUnblock runs the baked unblock script on a saved-rfkill directory
+// as Raspberry Pi OS images leave it: every saved wlan block is cleared,
+// whatever the device is called, and nothing else is touched.
+func TestWiFiUnblock(t *testing.T) {
+	dir := t.TempDir()
+	saved := map[string]string{
+		"platform-fe300000.mmcnr:wlan":       "1\n", // Pi 4
+		"platform-3f300000.mmcnr:wlan":       "1\n", // Pi 3, Zero 2 W
+		"platform-1001100000.mmc:wlan":       "1\n", // a name no overlay knows
+		"wlan":                               "1\n", // a device without ID_PATH (mac80211_hwsim)
+		"platform-fe215040.serial:bluetooth": "1\n",
+		"platform-soc:bluetooth":             "0\n",
+	}
+	for name, v := range saved {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := render(t, defaultCluster(t), "balthasar")
+	script := strings.ReplaceAll(string(find(t, p, plan.Root, "/usr/local/sbin/magibake-wifi-unblock").Content),
+		"/var/lib/systemd/rfkill/", dir+"/")
+	out, err := exec.Command("sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("magibake-wifi-unblock: %v\n%s", err, out)
+	}
+	for name, before := range saved {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := before
+		if strings.HasSuffix(name, "wlan") {
+			want = "0\n"
+		}
+		if string(b) != want {
+			t.Errorf("%s: %q after the script, want %q", name, b, want)
+		}
+	}
+	if n := strings.Count(string(out), "cleared"); n != 4 {
+		t.Errorf("script said %q, want 4 blocks cleared", out)
+	}
+	// Without a Wi-Fi profile nothing of Wi-Fi is baked: the card keeps the
+	// base's defaults (Wi-Fi off, as Raspberry Pi OS ships without a country).
+	c := defaultCluster(t)
+	c.WiFi = nil
+	for _, op := range render(t, c, "caspar").Ops {
+		if strings.Contains(op.Path, "wifi") || strings.Contains(op.Path, "NetworkManager.state") || len(op.CmdlineSet) > 0 {
+			t.Errorf("no wifi in the profile, but the plan has %s %v", op.Path, op.CmdlineSet)
+		}
+	}
+}
+
 // TestKeyfiles checks the NetworkManager keyfiles hold what NetworkManager
 // needs: root-only mode, the derived PSK and never the passphrase, the
 // head's prefixed static address, the workers' route preference.
@@ -418,8 +470,10 @@ func TestKeyfiles(t *testing.T) {
 		if state["main.WirelessEnabled"] != "true" {
 			t.Errorf("NetworkManager.state: %v", state)
 		}
-		if got := string(find(t, p, plan.Root, "/var/lib/systemd/rfkill/platform-fe300000.mmcnr:wlan").Content); got != "0\n" {
-			t.Errorf("rfkill state %q, want unblocked", got)
+		find(t, p, plan.Root, "/etc/systemd/system/magibake-wifi-unblock.service")
+		find(t, p, plan.Root, "/etc/systemd/system/sysinit.target.wants/magibake-wifi-unblock.service")
+		if op := find(t, p, plan.Root, "/usr/local/sbin/magibake-wifi-unblock"); plan.OctalMode(op.Mode) != "0755" {
+			t.Errorf("magibake-wifi-unblock mode %s", plan.OctalMode(op.Mode))
 		}
 		cmd := find(t, p, plan.Boot, "/cmdline.txt")
 		if len(cmd.CmdlineSet) != 1 || cmd.CmdlineSet[0] != "cfg80211.ieee80211_regdom=GB" {
@@ -437,6 +491,9 @@ func TestKeyfilesReadByNetworkManager(t *testing.T) {
 	c := defaultCluster(t)
 	hidden := defaultCluster(t)
 	hidden.WiFi.Hidden = true
+	wpa3 := defaultCluster(t)
+	wpa3.WiFi.Security = profile.SecurityWPA3
+	wpa3.WiFi.Passphrase = ` odd\; pass#phrase `
 	cases := []struct {
 		name string
 		c    *profile.Cluster
@@ -444,6 +501,7 @@ func TestKeyfilesReadByNetworkManager(t *testing.T) {
 	}{
 		{"caspar", c, "caspar"}, {"balthasar", c, "balthasar"}, {"melchior", c, "melchior"},
 		{"hidden-ssid", hidden, "balthasar"},
+		{"wpa3", wpa3, "melchior"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -483,6 +541,32 @@ func TestKeyfilesReadByNetworkManager(t *testing.T) {
 			if tc.c.WiFi.Hidden != (wifi["wifi.hidden"] == "true") {
 				t.Errorf("hidden SSID %v, keyfile wifi.hidden=%q", tc.c.WiFi.Hidden, wifi["wifi.hidden"])
 			}
+			// WPA3 joins by SAE with the passphrase itself (as NM reads it
+			// back, escapes undone) and requires protected management frames.
+			wantMgmt, wantPSK := "wpa-psk", ""
+			if tc.c.WiFi.Security == profile.SecurityWPA3 {
+				wantMgmt, wantPSK = "sae", tc.c.WiFi.Passphrase
+				if wifi["wifi-security.pmf"] != "3" {
+					t.Errorf("wpa3: pmf=%q, want 3 (required)", wifi["wifi-security.pmf"])
+				}
+			}
+			if wifi["wifi-security.key-mgmt"] != wantMgmt {
+				t.Errorf("key-mgmt=%q, want %q", wifi["wifi-security.key-mgmt"], wantMgmt)
+			}
+			if wantPSK != "" {
+				// NetworkManager's own writer, given the passphrase, must
+				// write the psk line we wrote.
+				wp := find(t, p, plan.Root, "/etc/NetworkManager/system-connections/wifi.nmconnection").Content
+				cmd := exec.Command(nmcli, "connection", "modify", "connection.id", "wifi", "802-11-wireless-security.psk", wantPSK)
+				cmd.Stdin = bytes.NewReader(wp)
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("nmcli --offline modify psk: %v", err)
+				}
+				if got := ini(t, out)["wifi-security.psk"]; got != wifi["wifi-security.psk"] {
+					t.Errorf("NetworkManager writes the passphrase %q as psk=%s, we wrote psk=%s", wantPSK, got, wifi["wifi-security.psk"])
+				}
+			}
 		})
 	}
 }
@@ -497,7 +581,8 @@ func ini(t *testing.T, b []byte) map[string]string {
 	m := map[string]string{}
 	group := ""
 	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
+		// Trailing spaces are part of a value for GLib's key file parser.
+		line = strings.TrimLeft(line, " \t")
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
 		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):

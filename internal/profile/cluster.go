@@ -308,12 +308,32 @@ func (l *loader) wifi(d *doc, f string, v *yaml.Node) *WiFi {
 				good = false
 			}
 		},
+		"security": func(f string, v *yaml.Node) {
+			s, ok := d.str(f, v)
+			switch {
+			case !ok:
+				good = false
+			case s != SecurityWPA2 && s != SecurityWPA3:
+				d.fail(v, f, "want wpa2 or wpa3, got %s", quote(s))
+				good = false
+			default:
+				w.Security = s
+			}
+		},
 	})
 	if !ok {
 		return nil
 	}
 	d.require(k, f, "ssid", "passphrase", "country")
 	if !good || w.SSID == "" || w.Passphrase == "" || w.Country == "" {
+		return nil
+	}
+	if w.Security == "" {
+		w.Security = SecurityWPA2
+	}
+	// SAE works from the passphrase itself; a raw PSK is WPA2's alone.
+	if w.Security == SecurityWPA3 && len(w.Passphrase) == 64 && hexRE.MatchString(w.Passphrase) {
+		d.fail(k.at["passphrase"], join(f, "passphrase"), "security wpa3 (SAE) needs the passphrase itself; a 64-hex-digit PSK works only with wpa2")
 		return nil
 	}
 	return w

@@ -7,7 +7,8 @@
 //	cluster.yaml     name, domain, subnet, head_address (with prefix length),
 //	                 dhcp {range: [first, last], dns, default_lease_time,
 //	                 max_lease_time}, uplink, home_network?, wifi? {ssid,
-//	                 passphrase, country, hidden?}, user {name, password_hash?,
+//	                 passphrase, country, hidden?, security? (wpa2|wpa3)},
+//	                 user {name, password_hash?,
 //	                 ssh_authorized_keys?, password_login?}, base? {url, sha256},
 //	                 kubernetes? (bool, default false)
 //	<hostname>.yaml  hostname, role (head|worker), mac?, address? (workers;

@@ -55,11 +55,21 @@ type Cluster struct {
 	Digest string
 }
 
-// WiFi is the head's uplink network.
+// WiFi is the home network every node joins on the uplink interface.
 type WiFi struct {
 	SSID, Passphrase, Country string // Country is upper case
 	Hidden                    bool
+	// Security is SecurityWPA2 (the default) or SecurityWPA3.
+	Security string
 }
+
+// Wi-Fi security modes a profile may ask for.
+const (
+	// SecurityWPA2 is WPA2-Personal (PSK); it also joins WPA2/WPA3 mixed networks.
+	SecurityWPA2 = "wpa2"
+	// SecurityWPA3 is WPA3-Personal only (SAE, management frames protected).
+	SecurityWPA3 = "wpa3"
+)
 
 // User is the login account created on every node.
 type User struct {

@@ -128,8 +128,8 @@ func TestValidProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkInvariants(t, c)
-	if c.WiFi == nil || c.WiFi.Country != "GB" {
-		t.Errorf("WiFi = %+v, want country stored upper case", c.WiFi)
+	if c.WiFi == nil || c.WiFi.Country != "GB" || c.WiFi.Security != SecurityWPA2 {
+		t.Errorf("WiFi = %+v, want country stored upper case, security wpa2 by default", c.WiFi)
 	}
 	if got := c.HomeNetwork; got != netip.MustParsePrefix("192.168.0.0/24") {
 		t.Errorf("HomeNetwork = %v", got)
@@ -149,6 +149,12 @@ func TestValidProfile(t *testing.T) {
 	}
 	if got := c.SecretValues(); !reflect.DeepEqual(got, []string{"correct horse", hash}) {
 		t.Errorf("SecretValues = %q", got)
+	}
+	files := validFiles()
+	files["cluster.yaml"] = strings.Replace(files["cluster.yaml"], "hidden: false", "hidden: true\n  security: wpa3", 1)
+	w, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+	if err != nil || !w.WiFi.Hidden || w.WiFi.Security != SecurityWPA3 {
+		t.Errorf("hidden wpa3 network: %+v, %v", w.WiFi, err)
 	}
 }
 
@@ -226,7 +232,7 @@ func TestDefault(t *testing.T) {
 		MaxLease:     7200,
 		Uplink:       "wlan0",
 		HomeNetwork:  netip.MustParsePrefix("192.168.0.0/24"),
-		WiFi:         &WiFi{SSID: "magi-uplink", Passphrase: "not a real passphrase", Country: "DE"},
+		WiFi:         &WiFi{SSID: "magi-uplink", Passphrase: "not a real passphrase", Country: "DE", Security: SecurityWPA2},
 		User:         User{Name: "nerv", PasswordHash: hash, SSHKeys: []string{keyA + " a@host", keyRSA}},
 		Nodes: []Node{
 			{Hostname: "caspar", Role: RoleHead, Address: netip.MustParseAddr("10.3.50.1"), Source: src + "caspar.yaml"},
@@ -413,6 +419,9 @@ func TestProblems(t *testing.T) {
 		{name: "country three letters", sub: []string{"country: gb", "country: GBR"}, where: "cluster.yaml:15: wifi.country", msg: `want a two-letter country code like GB or DE, got "GBR"`},
 		{name: "country digits", sub: []string{"country: gb", "country: '44'"}, where: "cluster.yaml:15: wifi.country", msg: "two-letter"},
 		{name: "wifi missing passphrase", sub: []string{"  passphrase: correct horse\n", ""}, where: "cluster.yaml:12: wifi.passphrase", msg: "missing"},
+		{name: "wifi missing country", sub: []string{"  country: gb\n", ""}, where: "cluster.yaml:12: wifi.country", msg: "missing"},
+		{name: "wifi security unknown", sub: []string{"hidden: false", "hidden: false\n  security: wep"}, where: "cluster.yaml:17: wifi.security", msg: `want wpa2 or wpa3, got "wep"`},
+		{name: "wpa3 with a raw PSK", sub: []string{"hidden: false", "hidden: false\n  security: wpa3", "passphrase: correct horse", "passphrase: 'abababababababababababababababababababababababababababababababab'"}, where: "cluster.yaml:14: wifi.passphrase", msg: "security wpa3 (SAE) needs the passphrase itself"},
 
 		// User.
 		{name: "user name upper case", sub: []string{"name: pi", "name: Pi"}, where: "cluster.yaml:18: user.name", msg: "want a user name Raspberry Pi OS's first boot accepts"},
