@@ -7,8 +7,8 @@ APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time 
 TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz zstd sfdisk iptables-restore systemd-analyze ssh-keygen shellcheck visudo
 # The emulated cluster (make e2e): an arm64 rootfs built under qemu-user, three
 # guests under qemu-system-aarch64 in a network namespace.
-E2E_APT_PACKAGES := qemu-system-arm qemu-utils qemu-user-static binfmt-support mmdebstrap arch-test iproute2 openssl ca-certificates
-E2E_TOOLS     := qemu-system-aarch64 qemu-img qemu-aarch64-static update-binfmts mmdebstrap ip openssl
+E2E_APT_PACKAGES := qemu-system-arm qemu-utils qemu-user-static binfmt-support mmdebstrap arch-test iproute2 openssl ca-certificates dnsmasq-base
+E2E_TOOLS     := qemu-system-aarch64 qemu-img qemu-aarch64-static update-binfmts mmdebstrap ip openssl dnsmasq
 export PATH   := $(PATH):/usr/sbin:/sbin
 
 DEMO          := demo
