@@ -20,8 +20,11 @@ DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-pass
 
 all: build
 
+# The version the binary and every manifest report: the tag on a tagged
+# commit, else the commit; "-dirty" when tracked files have changes.
+VERSION ?= $(shell git describe --tags --always --dirty --abbrev=12 2>/dev/null || echo dev)
 build:
-	$(GO) build -o bin/magibake ./cmd/magibake
+	$(GO) build -ldflags "-X github.com/magibake/magibake/internal/cli.Version=$(VERSION)" -o bin/magibake ./cmd/magibake
 
 # The whole suite; .ci/run calls exactly this. The emulated cluster needs
 # root (network namespaces, the rootfs build): run as root or with sudo.

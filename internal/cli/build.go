@@ -20,7 +20,7 @@ func newBuild() *cobra.Command {
   magibake build caspar --profiles ~/cluster    # base: the one cluster.yaml pins, fetched and cached`,
 		Args: argsRule(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Nodes, o.Version, o.Log = args, Version, cmd.ErrOrStderr()
+			o.Nodes, o.Version, o.Log = args, toolVersion(), cmd.ErrOrStderr()
 			o.Progress = progressBars(cmd.ErrOrStderr())
 			warnSecretFiles(cmd.ErrOrStderr(), o.Sources)
 			if c, err := o.Sources.Cluster(); err == nil {

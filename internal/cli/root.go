@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,8 +13,54 @@ import (
 	"github.com/magibake/magibake/internal/build"
 )
 
-// Version is the tool version, set at link time with -ldflags "-X ...cli.Version=...".
-var Version = "dev"
+// Version is the release this binary was built as, set at link time for
+// tagged releases (make build on a tag, the release workflow):
+// -ldflags "-X github.com/magibake/magibake/internal/cli.Version=v1.2.3".
+// Empty means: take it from the build information.
+var Version = ""
+
+// toolVersion is what `magibake version` and every manifest say: the
+// link-time Version, else what Go recorded in the binary (the module version
+// of `go install ...@v1.2.3`, or for a build from a checkout a pseudo-version
+// naming the commit, "+dirty" when the tree had changes), else "dev".
+func toolVersion() string {
+	if Version != "" {
+		return Version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	return versionFrom(bi)
+}
+
+// versionFrom picks the version out of a binary's build information.
+func versionFrom(bi *debug.BuildInfo) string {
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	// Built without a module version (go run, or stamping off): the
+	// revision, if Go recorded one.
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return rev
+}
 
 // NewRoot builds the magibake command tree.
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -27,7 +74,7 @@ Reinstalling a node means reflashing its card.
 Exit codes: 0 success, 1 internal error (a bug: please report it), 2 usage
 error (arguments, flags), 3 bad input (profiles, overlays, base image, output
 path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written).`,
-		Version:       Version,
+		Version:       toolVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Runnable only so that an unknown command is a typed usage error:
