@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
@@ -58,6 +59,17 @@ func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.
 	}
 	return m, nil
 }
+
+// bootBytes is what the plan writes to the boot partition.
+func bootBytes(ops []plan.Op) int64 {
+	var n int64
+	for _, op := range ops {
+		n += int64(len(op.Content))
+	}
+	return n
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func opErr(op plan.Op, err error) error {
 	return fmt.Errorf("%s %s on %s: %w", verb(op.Kind), op.Path, op.Partition, err)
@@ -120,6 +132,9 @@ func applyExt4(fsys *ext4.FS, op plan.Op, p *plan.Plan) error {
 	return fmt.Errorf("operation %q is not possible on the root partition", op.Kind)
 }
 
+// ErrBootFull marks a plan whose files do not fit on the FAT boot partition.
+var ErrBootFull = errors.New("the boot partition is full")
+
 func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.Plan) error {
 	fsys, err := fat32.Read(dev, part.Size, part.Start, 512)
 	if err != nil {
@@ -127,6 +142,11 @@ func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.P
 	}
 	for _, op := range ops {
 		if err := applyFAT(fsys, op, p); err != nil {
+			// go-diskfs says so only in words (no error value to test).
+			if strings.Contains(err.Error(), "no space left on device") {
+				return fmt.Errorf("%w (%s): writing %s (%s) failed: %v; this bake writes %s to it in all",
+					ErrBootFull, mib(part.Size), op.Path, mib(int64(len(op.Content))), err, mib(bootBytes(ops)))
+			}
 			return opErr(op, err)
 		}
 	}

@@ -286,8 +286,9 @@ func Run(ctx context.Context, o Options) error {
 		m, err := bake.Apply(ctx, dev, layout, j.plan, info)
 		if err != nil {
 			cls := bakeClass(err)
-			if cls == Input && !errors.Is(err, ext4.ErrNoSpace) {
-				// The base's root filesystem is the problem, not the plan.
+			if cls == Input {
+				// The base's file systems: corrupt, unsupported, or too
+				// full for this plan.
 				err = fmt.Errorf("base %s: %w", o.Base, err)
 			}
 			return classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))

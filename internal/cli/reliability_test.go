@@ -164,7 +164,12 @@ func reliabilityCases(t *testing.T) []reliabilityCase {
 	relFillRoot(t, full, 100)
 	bigOverlay := t.TempDir()
 	relWrite(t, relMkdir(t, filepath.Join(bigOverlay, "common", "root", "opt")), "big.bin", relRandom(2<<20))
-	build("root fs too full for the overlay", full, []string{"/opt/big.bin", "no space left", "the root filesystem needs", "KiB more"}, "--overlays", bigOverlay)
+	build("root fs too full for the overlay", full, []string{full, "/opt/big.bin", "no space left", "the root filesystem needs", "KiB more"}, "--overlays", bigOverlay)
+	fullBoot := relFixtureCopy(t, img, "full-boot.img")
+	relFillBoot(t, fullBoot, 512<<10)
+	bootOverlay := t.TempDir()
+	relWrite(t, relMkdir(t, filepath.Join(bootOverlay, "common", "boot")), "big.bin", relRandom(2<<20))
+	build("boot partition too full for the overlay", fullBoot, []string{"base " + fullBoot, "the boot partition is full (512.0 MiB)", "writing /big.bin (2.0 MiB) failed", "MiB to it in all"}, "--overlays", bootOverlay)
 
 	// Output paths.
 	missingDir := filepath.Join(dir, "no", "such", "dir")
@@ -452,6 +457,30 @@ func relFillRoot(t *testing.T, img string, keep int) {
 	free, _ := strconv.Atoi(string(m[1]))
 	relDebugfs(t, img, "write /dev/null /filler")
 	relDebugfs(t, img, fmt.Sprintf("fallocate /filler 0 %d", free-keep-1))
+}
+
+// relFillBoot leaves only about keep bytes free on the image's FAT boot
+// partition, with one file of zeros.
+func relFillBoot(t *testing.T, img string, keep int64) {
+	t.Helper()
+	fixture.RequireTools(t, "mdir", "mcopy")
+	spec := fixture.OpenCard(t, img).BootSpec()
+	out, err := exec.Command("mdir", "-i", spec, "::/").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mdir: %v %s", err, out)
+	}
+	m := regexp.MustCompile(`([\d ]+) bytes free`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("mdir: no free byte count:\n%s", out)
+	}
+	free, _ := strconv.ParseInt(strings.ReplaceAll(string(m[1]), " ", ""), 10, 64)
+	filler := filepath.Join(t.TempDir(), "filler")
+	if err := os.Truncate(relWrite(t, filepath.Dir(filler), "filler", nil), free-keep); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mcopy", "-i", spec, filler, "::/filler").CombinedOutput(); err != nil {
+		t.Fatalf("mcopy: %v %s", err, out)
+	}
 }
 
 // readOnlyDir returns an empty directory no one may create files in: for
