@@ -433,6 +433,62 @@ func TestWiFiUnblock(t *testing.T) {
 	}
 }
 
+// TestWiFiRejoin runs the baked rejoin script against a stand-in nmcli that
+// answers as NetworkManager does in each state: the home Wi-Fi profile is
+// activated only when the device sits disconnected with autoconnect on,
+// never while it connects or is connected, nor when the owner switched
+// Wi-Fi off (radio off: "unavailable"), disconnected the device, or turned
+// the profile's autoconnect off.
+func TestWiFiRejoin(t *testing.T) {
+	p := render(t, defaultCluster(t), "melchior")
+	script := find(t, p, plan.Root, "/usr/local/sbin/magibake-wifi-rejoin").Content
+	uuid := ini(t, find(t, p, plan.Root, "/etc/NetworkManager/system-connections/wifi.nmconnection").Content)["connection.uuid"]
+	for _, c := range []struct {
+		name, state, devAuto, conAuto string
+		up                            bool
+	}{
+		{"disconnected: NetworkManager gave up", "30 (disconnected)", "yes", "yes", true},
+		{"connected", "100 (connected)", "yes", "yes", false},
+		{"connecting", "50 (connecting (configuring))", "yes", "yes", false},
+		{"waiting for secrets", "60 (connecting (need authentication))", "yes", "yes", false},
+		{"Wi-Fi switched off", "20 (unavailable)", "yes", "yes", false},
+		{"nmcli device disconnect", "30 (disconnected)", "no", "yes", false},
+		{"profile autoconnect off", "30 (disconnected)", "yes", "no", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log := filepath.Join(dir, "calls")
+			nmcli := fmt.Sprintf(`#!/bin/sh
+echo "$*" >>%s
+case "$*" in
+"-g GENERAL.STATE device show wlan0") echo '%s' ;;
+"-g GENERAL.AUTOCONNECT device show wlan0") echo %s ;;
+"-g connection.autoconnect connection show uuid %s") echo %s ;;
+"--wait 90 connection up uuid %s") echo "Connection successfully activated" ;;
+*) echo "unexpected nmcli $*" >&2; exit 2 ;;
+esac
+`, log, c.state, c.devAuto, uuid, c.conAuto, uuid)
+			if err := os.WriteFile(filepath.Join(dir, "nmcli"), []byte(nmcli), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("sh", "-c", string(script))
+			cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("magibake-wifi-rejoin: %v\n%s", err, out)
+			}
+			calls, _ := os.ReadFile(log)
+			up := strings.Contains(string(calls), "connection up uuid "+uuid)
+			if up != c.up {
+				t.Errorf("activated the profile: %v, want %v; nmcli calls:\n%s\noutput: %s", up, c.up, calls, out)
+			}
+			if up && !strings.Contains(string(out), "activating the home Wi-Fi profile") {
+				t.Errorf("activated without saying so in the journal: %q", out)
+			}
+		})
+	}
+}
+
 // TestKeyfiles checks the NetworkManager keyfiles hold what NetworkManager
 // needs: root-only mode, the derived PSK and never the passphrase, the
 // head's prefixed static address, the workers' route preference.
@@ -472,6 +528,8 @@ func TestKeyfiles(t *testing.T) {
 		}
 		find(t, p, plan.Root, "/etc/systemd/system/magibake-wifi-unblock.service")
 		find(t, p, plan.Root, "/etc/systemd/system/sysinit.target.wants/magibake-wifi-unblock.service")
+		find(t, p, plan.Root, "/etc/systemd/system/magibake-wifi-rejoin.service")
+		find(t, p, plan.Root, "/etc/systemd/system/timers.target.wants/magibake-wifi-rejoin.timer")
 		if op := find(t, p, plan.Root, "/usr/local/sbin/magibake-wifi-unblock"); plan.OctalMode(op.Mode) != "0755" {
 			t.Errorf("magibake-wifi-unblock mode %s", plan.OctalMode(op.Mode))
 		}
