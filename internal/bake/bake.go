@@ -11,6 +11,8 @@ import (
 	"os"
 	"path"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
@@ -71,7 +73,29 @@ func bootBytes(ops []plan.Op) int64 {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
+// ErrConflict marks an operation the base cannot take: a path through a
+// file, a file where a directory is, a name too long, a kind of operation
+// the partition cannot hold. The plan (profiles, overlays) does not fit the
+// base: bad input, not a fault of magibake.
+var ErrConflict = errors.New("the plan does not fit the base")
+
+// conflict is an error that is also ErrConflict, with the message of err.
+type conflict struct{ error }
+
+func (c conflict) Unwrap() error        { return c.error }
+func (c conflict) Is(target error) bool { return target == ErrConflict }
+
+// errKind is an operation of a kind the partition cannot hold.
+var errKind = errors.New("operation not possible")
+
 func opErr(op plan.Op, err error) error {
+	for _, e := range []error{fs.ErrExist, fs.ErrNotExist, fs.ErrInvalid, syscall.ENOTDIR, syscall.EISDIR,
+		syscall.ENAMETOOLONG, syscall.ELOOP, syscall.ENOTEMPTY, errKind} {
+		if errors.Is(err, e) {
+			err = conflict{err}
+			break
+		}
+	}
 	return fmt.Errorf("%s %s on %s: %w", verb(op.Kind), op.Path, op.Partition, err)
 }
 
@@ -129,7 +153,7 @@ func applyExt4(fsys *ext4.FS, op plan.Op, p *plan.Plan) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("operation %q is not possible on the root partition", op.Kind)
+	return fmt.Errorf("%w: %q on the ext4 root partition", errKind, op.Kind)
 }
 
 // ErrBootFull marks a plan whose files do not fit on the FAT boot partition.
@@ -167,17 +191,42 @@ func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 		}
 		return fatWrite(fsys, op.Path, []byte(plan.ApplyCmdline(string(old), op.CmdlineSet, op.CmdlineRemove)), p)
 	case plan.Mkdir:
-		if err := fsys.Mkdir(op.Path); err != nil {
-			return err
-		}
-		return nil
+		return fatMkdir(fsys, op.Path, p.MTime)
 	case plan.Remove:
 		if _, ok := fatfs.Exists(fsys, op.Path); !ok {
 			return nil
 		}
 		return fsys.Remove(op.Path)
 	}
-	return fmt.Errorf("operation %q is not possible on the FAT boot partition", op.Kind)
+	return fmt.Errorf("%w: %q on the FAT boot partition", errKind, op.Kind)
+}
+
+// fatMkdir makes dir and its missing parents, each dated mtime: go-diskfs
+// dates a new directory's entry, and its "." and "..", with the wall clock
+// (SOURCE_DATE_EPOCH aside), and a card must not depend on when it was
+// baked. Directories already there keep their dates.
+func fatMkdir(fsys *fat32.FileSystem, dir string, mtime time.Time) error {
+	if dir == "/" {
+		return nil
+	}
+	if fi, ok := fatfs.Exists(fsys, dir); ok {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is a file", dir)
+		}
+		return nil
+	}
+	if err := fatMkdir(fsys, path.Dir(dir), mtime); err != nil {
+		return err
+	}
+	if err := fsys.Mkdir(dir); err != nil {
+		return err
+	}
+	for _, p := range []string{dir, dir + "/.", dir + "/.."} {
+		if err := fsys.Chtimes(p, mtime, mtime, mtime); err != nil {
+			return fmt.Errorf("date %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // fatWrite replaces a file by removing and recreating it: go-diskfs v1.9.4's
@@ -185,7 +234,7 @@ func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 // would leave the tail of the old file.
 func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) error {
 	if dir := path.Dir(name); dir != "/" {
-		if err := fsys.Mkdir(dir); err != nil {
+		if err := fatMkdir(fsys, dir, p.MTime); err != nil {
 			return fmt.Errorf("mkdir %s: %w", dir, err)
 		}
 	}

@@ -165,3 +165,53 @@ func TestApplyToSmallCard(t *testing.T) {
 		t.Error("partition table / gap before p1 changed")
 	}
 }
+
+// TestFATDirectoriesDated bakes the same plan twice, more than FAT's 2 s
+// time resolution apart, with new directories on the boot partition (one
+// from a Mkdir, one made for a file): the two boot partitions must be the
+// same bytes. go-diskfs stamps new directory entries ("." and ".." inside
+// too) with the wall clock; the bake dates them as it dates files.
+func TestFATDirectoriesDated(t *testing.T) {
+	dir := t.TempDir()
+	disk := smallCard(t, dir)
+	p := &plan.Plan{Node: "caspar", MTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Ops: []plan.Op{
+		{Partition: plan.Boot, Kind: plan.Mkdir, Path: "/extra", Mode: 0o755},
+		{Partition: plan.Boot, Kind: plan.WriteFile, Path: "/magibake/nested/note.txt", Content: []byte("in new directories\n"), Mode: 0o644},
+	}}
+	var boots [][]byte
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(2100 * time.Millisecond)
+		}
+		base, err := image.OpenBase(context.Background(), disk, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layout, err := image.ReadLayout(base, base.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev := image.NewDevice(base, base.Size())
+		if _, err := Apply(context.Background(), dev, layout, p, Info{Version: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, layout.Boot.Size)
+		if _, err := dev.ReadAt(b, layout.Boot.Start); err != nil {
+			t.Fatal(err)
+		}
+		boots = append(boots, b)
+		base.Close()
+	}
+	if !bytes.Equal(boots[0], boots[1]) {
+		n, first := 0, -1
+		for i := range boots[0] {
+			if boots[0][i] != boots[1][i] {
+				if first < 0 {
+					first = i
+				}
+				n++
+			}
+		}
+		t.Errorf("two bakes 2.1 s apart differ in %d bytes of the boot partition, the first at offset %d", n, first)
+	}
+}

@@ -38,8 +38,11 @@ type ManifestEntry struct {
 	GID       uint32 `json:"gid"`
 	Size      int    `json:"size,omitempty"`
 	SHA256    string `json:"sha256,omitempty"` // of the content written; never the content itself
-	Target    string `json:"target,omitempty"`
-	Source    string `json:"source,omitempty"`
+	// Secret marks content that holds a secret: it has no sha256 here, which
+	// would let whoever reads the manifest test guesses of the secret.
+	Secret bool   `json:"secret,omitempty"`
+	Target string `json:"target,omitempty"`
+	Source string `json:"source,omitempty"`
 }
 
 func newManifest(p *plan.Plan, info Info) *Manifest {
@@ -52,8 +55,16 @@ func newManifest(p *plan.Plan, info Info) *Manifest {
 			e.Mode = plan.OctalMode(op.Mode)
 		}
 		if op.Kind == plan.WriteFile {
-			sum := sha256.Sum256(op.Content)
-			e.SHA256, e.Size = hex.EncodeToString(sum[:]), len(op.Content)
+			e.Size = len(op.Content)
+			if op.Secret {
+				e.Secret = true
+			} else {
+				sum := sha256.Sum256(op.Content)
+				e.SHA256 = hex.EncodeToString(sum[:])
+			}
+		}
+		if op.Secret && op.Kind != plan.WriteFile {
+			e.Secret, e.Target = true, "" // a secret in a link target
 		}
 		m.Files = append(m.Files, e)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/magibake/magibake/internal/overlay"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/redact"
+	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/overlays"
 )
 
@@ -72,12 +74,12 @@ func SaveHostKeys(g *hostkey.Generated, log io.Writer) error {
 
 // Trees returns the overlay trees in the order they apply.
 func (s Sources) Trees() ([]overlay.Tree, error) {
-	trees := []overlay.Tree{{FS: overlays.FS, Display: "overlays (embedded)"}}
+	trees := []overlay.Tree{{FS: overlays.FS, Display: "overlays (embedded)", Origin: "magibake"}}
 	if s.Overlays != "" {
 		if st, err := os.Stat(s.Overlays); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("overlays %s: not a directory", s.Overlays)
 		}
-		trees = append(trees, overlay.Tree{FS: os.DirFS(s.Overlays), Display: s.Overlays})
+		trees = append(trees, overlay.Tree{FS: os.DirFS(s.Overlays), Display: s.Overlays, Origin: "--overlays"})
 	}
 	return trees, nil
 }
@@ -103,7 +105,17 @@ func (s Sources) Plan(node string, mtime time.Time) (*plan.Plan, *profile.Cluste
 		return nil, nil, err
 	}
 	p, err := overlay.Render(c, node, trees, mtime)
-	return p, c, err
+	return p, c, clusterSecrets(c).Error(err)
+}
+
+// clusterSecrets are the secret values of every node of c (host keys
+// attached), to mask in logs and error messages.
+func clusterSecrets(c *profile.Cluster) *redact.Secrets {
+	var all []string
+	for i := range c.Nodes {
+		all = append(all, overlay.Secrets(c, &c.Nodes[i]).Values()...)
+	}
+	return redact.New(all...)
 }
 
 // MTime is the timestamp given to every baked file when SOURCE_DATE_EPOCH is
@@ -166,7 +178,11 @@ type Options struct {
 // (bake.VerifyCard) before any is renamed into place, and the outputs appear
 // together, only when all are complete and verified: on any error or
 // cancellation none is written. Errors are *Error with their Class.
-func Run(ctx context.Context, o Options) error {
+func Run(ctx context.Context, o Options) (err error) {
+	// No secret value reaches a log line or an error message, whatever
+	// wrote it; masks is set once the profile is loaded.
+	var masks *redact.Secrets
+	defer func() { err = masks.Error(err) }()
 	log := o.Log
 	if log == nil {
 		log = io.Discard
@@ -193,6 +209,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return InputError(err)
 	}
+	masks = clusterSecrets(c)
+	log = masks.Writer(log)
 	trees, err := o.Trees()
 	if err != nil {
 		return InputError(err)
@@ -223,6 +241,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Base == "" {
 		return UsageError(noBase(c))
+	}
+	// The decompressed base's temp file goes beside the first output.
+	swept := map[string]bool{}
+	for _, j := range jobs {
+		if dir := filepath.Dir(j.out); !swept[dir] {
+			swept[dir] = true
+			sweep(log, dir)
+		}
 	}
 	// Outputs that are all .img.xz copy the base's untouched blocks, so
 	// the rest of the base need never be decoded.
@@ -331,18 +357,26 @@ func Run(ctx context.Context, o Options) error {
 	if err := SaveHostKeys(keys, log); err != nil {
 		return InputError(fmt.Errorf("host key state: %w", err))
 	}
-	for len(staged) > 0 {
-		if err := staged[0].Commit(ctx); err != nil {
-			cls := Internal
-			if hostInput(err) {
-				cls = Input
-			}
-			staged = staged[1:]
-			return classed(cls, err)
+	err = output.CommitAll(ctx, staged)
+	staged = nil // committed or discarded by CommitAll
+	if err != nil {
+		cls := Internal
+		if hostInput(err) {
+			cls = Input
 		}
-		staged = staged[1:]
+		return classed(cls, err)
 	}
 	return nil
+}
+
+// sweep removes from dir the temp files of builds that were
+// killed (kill -9, a power cut) and says so: a decompressed base alone is
+// gigabytes. Those of a build still running are locked and stay.
+func sweep(log io.Writer, dir string) {
+	patterns := append([]string{image.TempPattern}, output.TempPatterns...)
+	for _, r := range tempfile.Sweep(dir, patterns...) {
+		fmt.Fprintf(log, "removed %s (%s), left by a build that was killed\n", r.Path, size(r.Size))
+	}
 }
 
 // progress is o.Progress, or no display; update never goes backwards even

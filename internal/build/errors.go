@@ -79,7 +79,7 @@ func hostInput(err error) bool {
 // being full, corrupt, dirty or using features the ext4 writer refuses is
 // the base's problem; anything else is ours.
 func bakeClass(err error) Class {
-	for _, e := range []error{ext4.ErrNoSpace, bake.ErrBootFull, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
+	for _, e := range []error{ext4.ErrNoSpace, bake.ErrBootFull, bake.ErrConflict, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
 		if errors.Is(err, e) {
 			return Input
 		}

@@ -85,6 +85,8 @@ func printReport(w io.Writer, r *inspect.Report) {
 	for _, f := range m.Files {
 		detail := f.SHA256
 		switch {
+		case f.Secret:
+			detail = "(secret: no hash recorded)"
 		case f.Target != "":
 			detail = "-> " + f.Target
 		case detail == "":

@@ -237,6 +237,10 @@ func reliabilityCases(t *testing.T) []reliabilityCase {
 	hostDirLink := relOverlay(t, map[string]string{"common/root/.keep": ""})
 	os.Symlink("/etc", filepath.Join(hostDirLink, "common/root/etc"))
 	build("overlay symlinked directory leaving the tree", good, []string{filepath.Join(hostDirLink, "common/root/etc"), "is a symlink on the host"}, "--overlays", hostDirLink)
+	// A user overlay that does not fit the base: a file under one of the
+	// base's files (/etc/hostname is a file on every base).
+	underFile := relOverlay(t, map[string]string{"common/root/etc/hostname/x": "x\n"})
+	build("overlay writes under a file of the base", img, []string{img, "write /etc/hostname/x on root", "not a directory"}, "--overlays", underFile)
 	outside := relOverlay(t, map[string]string{"common/etc/x": "x\n"})
 	build("overlay file outside boot/ and root/", good, []string{filepath.Join(outside, "common/etc/x"), "files go under boot/"}, "--overlays", outside)
 	return cases

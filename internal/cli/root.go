@@ -3,6 +3,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/output"
 )
 
 // Version is the release this binary was built as, set at link time for
@@ -109,7 +111,11 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch build.ClassOf(err) {
 	case build.Interrupted:
-		fmt.Fprintln(stderr, "magibake: interrupted; no output was written")
+		if errors.Is(err, output.ErrNotTakenBack) {
+			printErr(stderr, fmt.Errorf("interrupted: %w", err))
+		} else {
+			fmt.Fprintln(stderr, "magibake: interrupted; no output was written")
+		}
 		return 130
 	case build.Usage:
 		printErr(stderr, err)

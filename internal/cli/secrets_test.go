@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -207,5 +209,125 @@ func countInFile(t *testing.T, path, s string) int {
 		}
 		keep = min(len(s)-1, len(data))
 		copy(buf, data[len(data)-keep:])
+	}
+}
+
+// TestSecretsMaskedByConstruction: a user overlay writes every secret value
+// a profile yields (passphrase, derived PSK, password hash, private host
+// key) into files, a link target and a path, without calling secret. Plans
+// (with and without --content), the build's log, diff and the manifest must
+// not show any of them, nor a plain hash of a file holding one; the
+// manifest marks those files secret. --show-secrets shows them.
+func TestSecretsMaskedByConstruction(t *testing.T) {
+	setSecretEnv(t)
+	t.Setenv("MAGIBAKE_STATE", t.TempDir())
+	ov := t.TempDir()
+	files := map[string]string{
+		"common/root/opt/leak/plain.tmpl":        "passphrase={{.Cluster.WiFi.Passphrase}}\n",
+		"common/root/opt/leak/psk.tmpl":          "psk={{wpapsk .Cluster.WiFi.SSID .Cluster.WiFi.Passphrase}}\n",
+		"common/root/opt/leak/hash.tmpl":         "hash={{.Cluster.User.PasswordHash}}\n",
+		"common/root/opt/leak/key.tmpl":          "{{.Node.HostKey.Private}}",
+		"common/boot/leak.txt.tmpl":              "on the boot partition too: {{.Cluster.WiFi.Passphrase}}\n",
+		"common/root/opt/leak/link.symlink.tmpl": "/opt/{{.Cluster.WiFi.Passphrase}}\n",
+		"common/root/opt/leak/harmless":          "no secret here\n",
+	}
+	for name, content := range files {
+		p := filepath.Join(ov, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, c, err := build.Sources{Overlays: ov}.Plan("caspar", mustEpoch(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, _ := c.Node("caspar")
+	key := strings.Split(node.HostKey.Private, "\n")[1] // a base64 line of the private key
+	psk := ""
+	for _, op := range p.Ops {
+		if op.Path == "/opt/leak/psk" {
+			psk = strings.TrimSpace(strings.TrimPrefix(string(op.Content), "psk="))
+		}
+	}
+	if len(psk) != 64 || len(key) < 40 {
+		t.Fatalf("psk %q, key line %q: the overlay did not write them", psk, key)
+	}
+	secrets := []string{leakPassphrase, psk, leakHash, key}
+	for _, op := range p.Ops {
+		if !strings.HasPrefix(op.Path, "/opt/leak/") && op.Path != "/leak.txt" {
+			continue
+		}
+		if holds := op.Path != "/opt/leak/harmless"; op.Secret != holds {
+			t.Errorf("%s %s: marked secret %v, want %v", op.Partition, op.Path, op.Secret, holds)
+		}
+	}
+
+	for _, args := range [][]string{{"plan", "caspar"}, {"plan", "caspar", "--content"}} {
+		code, stdout, stderr := execute(t, append(args, "--overlays", ov)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		noSecret(t, strings.Join(args, " "), stdout+stderr, secrets...)
+		if args[len(args)-1] == "--content" && !strings.Contains(stdout, "/opt/<secret>") {
+			t.Errorf("plan --content does not show the masked link target:\n%s", stdout)
+		}
+	}
+	code, stdout, _ := execute(t, "plan", "caspar", "--content", "--show-secrets", "--overlays", ov)
+	for _, s := range secrets {
+		if code != 0 || !strings.Contains(stdout, s) {
+			t.Errorf("plan --show-secrets: exit %d, does not show %q", code, s)
+		}
+	}
+
+	img, _ := fixture.Image(t, "bookworm")
+	out := t.TempDir()
+	code, stdout, stderr := execute(t, "build", "caspar", "--base", img, "--out-dir", out, "--overlays", ov)
+	if code != 0 {
+		t.Fatalf("build: exit %d: %s", code, stderr)
+	}
+	noSecret(t, "build output", stdout+stderr, secrets...)
+	card := fixture.OpenCard(t, filepath.Join(out, "caspar.img"))
+	raw := card.ReadRoot(t, bake.ManifestPath)
+	noSecret(t, "manifest", raw, secrets...)
+	var m bake.Manifest
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range p.Ops {
+		if op.Kind != plan.WriteFile || !op.Secret {
+			continue
+		}
+		sum := sha256.Sum256(op.Content)
+		if strings.Contains(raw, hex.EncodeToString(sum[:])) {
+			t.Errorf("the manifest holds the sha256 of secret %s", op.Path)
+		}
+	}
+	marked := 0
+	for _, e := range m.Files {
+		if e.Secret {
+			marked++
+			if e.SHA256 != "" {
+				t.Errorf("manifest: secret %s has sha256 %s", e.Path, e.SHA256)
+			}
+		}
+	}
+	if marked == 0 {
+		t.Error("the manifest marks no file secret")
+	}
+	for _, args := range [][]string{{"inspect"}, {"diff", "--node", "caspar", "--all", "--json", "--overlays", ov}} {
+		code, stdout, stderr := execute(t, append([]string{args[0], filepath.Join(out, "caspar.img")}, args[1:]...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", args[0], code, stderr)
+		}
+		noSecret(t, args[0], stdout+stderr, secrets...)
+		for _, op := range p.Ops {
+			sum := sha256.Sum256(op.Content)
+			if op.Secret && op.Kind == plan.WriteFile && strings.Contains(stdout, hex.EncodeToString(sum[:])) {
+				t.Errorf("%s shows the sha256 of secret %s", args[0], op.Path)
+			}
+		}
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,75 @@ func TestInterruptLeavesNothing(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestKilledBuildLeftovers kills `magibake build` with SIGKILL (which no
+// program can catch) while it decompresses the base beside the output or
+// writes the output: its temp files stay behind. The next build into the
+// same directory must remove them, say so, and succeed; a temp file of a
+// build still running (locked) must survive it.
+func TestKilledBuildLeftovers(t *testing.T) {
+	img, imgXZ := fixture.Image(t, "bookworm")
+	bin := filepath.Join(t.TempDir(), "magibake")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/magibake")
+	build.Dir = fixture.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := append(os.Environ(),
+		"MAGIBAKE_WIFI_SSID=demo-wifi", "MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase", "MAGIBAKE_WIFI_COUNTRY=GB",
+		"MAGIBAKE_USER=pi", "MAGIBAKE_PASSWORD_HASH=$6$demosalt$0123456789abcdef", "SOURCE_DATE_EPOCH=1767225600")
+	for _, phase := range []struct {
+		name, base, temp string
+		args             []string
+	}{
+		{"decompressing the base", imgXZ, ".magibake-base-*.img", []string{"--no-cache"}},
+		{"writing the output", img, ".caspar.img.magibake-*.tmp", nil},
+	} {
+		t.Run(phase.name, func(t *testing.T) {
+			for attempt := 1; ; attempt++ {
+				out := t.TempDir()
+				env := append(env, "XDG_CACHE_HOME="+t.TempDir())
+				caught, _, _ := interrupt(t, bin, env, phase.base, out, out, phase.temp, syscall.SIGKILL, phase.args...)
+				if !caught {
+					if attempt == 10 {
+						t.Fatalf("in 10 attempts the build never showed %s before finishing", phase.temp)
+					}
+					continue
+				}
+				left, _ := filepath.Glob(filepath.Join(out, phase.temp))
+				if len(left) != 1 {
+					t.Fatalf("after kill -9: %v match %s, want the one temp file the build left", left, phase.temp)
+				}
+				// A build that is running right now has its temp file
+				// locked: the next build must leave it alone.
+				live, err := os.CreateTemp(out, ".melchior.img.magibake-*.tmp")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer live.Close()
+				if err := syscall.Flock(int(live.Fd()), syscall.LOCK_EX); err != nil {
+					t.Fatal(err)
+				}
+				cmd := exec.Command(bin, append([]string{"build", "caspar", "--base", phase.base, "--out-dir", out}, phase.args...)...)
+				cmd.Env = env
+				msg, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("the next build: %v\n%s", err, msg)
+				}
+				want := "removed " + left[0] + " ("
+				if !strings.Contains(string(msg), want) || !strings.Contains(string(msg), "left by a build that was killed") {
+					t.Errorf("the next build said %q, want it to report %s...", msg, want)
+				}
+				entries, _ := os.ReadDir(out)
+				if names := relNames(entries); fmt.Sprint(names) != fmt.Sprint([]string{filepath.Base(live.Name()), "caspar.img"}) {
+					t.Errorf("after the next build the directory holds %v, want the live temp file and caspar.img", names)
+				}
+				t.Logf("attempt %d: %s", attempt, strings.TrimSpace(string(msg)))
+				return
+			}
+		})
 	}
 }
 

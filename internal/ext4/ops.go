@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -215,7 +216,7 @@ func (f *FS) ReadFile(p string) ([]byte, error) {
 	return data, nil
 }
 
-var errNotDir = errors.New("not a directory")
+var errNotDir error = syscall.ENOTDIR // "not a directory"
 
 // resolveFile follows symlinks through every component, the last included.
 func (f *FS) resolveFile(parts []string, follows *int) (*inode, error) {
@@ -421,7 +422,7 @@ func (f *FS) writeFile(p string, data []byte, perm fs.FileMode, uid, gid uint32,
 		}
 		switch {
 		case old.isDir():
-			return errors.New("is a directory")
+			return syscall.EISDIR
 		case old.isReg() && old.links() == 1 && old.flags()&(flagInline|flagEncrypt|flagEAInode) == 0:
 			if err := f.truncate(old); err != nil {
 				return err
@@ -555,7 +556,7 @@ func (f *FS) symlink(target, p string, uid, gid uint32, mtime time.Time) error {
 			return err
 		}
 		if old.isDir() {
-			return errors.New("is a directory")
+			return syscall.EISDIR
 		}
 		if err := f.unlink(d, name, old); err != nil {
 			return err
@@ -603,7 +604,7 @@ func (f *FS) remove(p string) error {
 		return err
 	}
 	if in.isDir() {
-		return errors.New("is a directory")
+		return syscall.EISDIR
 	}
 	return f.unlink(d, name, in)
 }

@@ -112,3 +112,29 @@ func TestWorkflowPassesEverySecret(t *testing.T) {
 		t.Errorf("found %d steps running magibake fetch or build, want 2", steps)
 	}
 }
+
+// TestWorkflowWritesXZDirectly: the bake job has magibake write the .img.xz
+// itself (the fast path that copies the base's untouched xz blocks), never
+// an .img compressed by xz afterwards, and checks that the manifest it
+// uploads marks the Wi-Fi keyfile secret and holds no hash of a secret file.
+func TestWorkflowWritesXZDirectly(t *testing.T) {
+	bake := readWorkflow(t).Jobs["bake"]
+	var build string
+	for _, s := range bake.Steps {
+		if strings.Contains(s.Run, "magibake build") {
+			build = s.Run
+		}
+		if regexp.MustCompile(`(?m)^\s*xz\s`).MatchString(s.Run) {
+			t.Errorf("step %q compresses with xz: %q", s.Name, s.Run)
+		}
+	}
+	for _, want := range []string{
+		`build "$NODE" --profiles "$RUNNER_TEMP/profiles" -o "out/$NODE.img.xz"`,
+		`select(.secret and .sha256)] | length == 0`,
+		`wifi.nmconnection" and .secret)] | length == 1`,
+	} {
+		if !strings.Contains(build, want) {
+			t.Errorf("the build step does not run %q:\n%s", want, build)
+		}
+	}
+}

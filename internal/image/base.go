@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/internal/xzra"
 	"github.com/ulikunitz/xz"
 )
@@ -54,7 +55,12 @@ type Base struct {
 	xz     *xzra.Index
 	size   int64
 	temp   string // temp file to delete on Close
+	lock   *tempfile.Lock
 }
+
+// TempPattern matches the names of the temp files bases are decompressed
+// into, beside the output or in the cache.
+const TempPattern = ".magibake-base-*.img"
 
 // Options says how OpenBaseWith opens a base.
 type Options struct {
@@ -254,11 +260,11 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
 		return nil, false, nil
 	}
-	tmp, err := os.CreateTemp(tempDir, ".magibake-base-*.img")
+	tmp, lock, err := tempfile.Create(tempDir, TempPattern)
 	if err != nil {
 		return nil, true, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
 	}
-	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name()}
+	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name(), lock: lock}
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	sum := make(chan error, 1)
@@ -311,11 +317,11 @@ func decompress(ctx context.Context, f *os.File, in io.ReaderAt, path, tempDir s
 	if err != nil {
 		return nil, fmt.Errorf("base %s: %w: not a valid xz file: %v", path, ErrBadBase, err)
 	}
-	tmp, err := os.CreateTemp(tempDir, ".magibake-base-*.img")
+	tmp, lock, err := tempfile.Create(tempDir, TempPattern)
 	if err != nil {
 		return nil, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
 	}
-	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name()}
+	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name(), lock: lock}
 	size, err := copySparse(tmp, &ctxReader{ctx, zr})
 	if err == nil && !endsWithFooter(f) {
 		// ulikunitz/xz reports a stream cut right after its header as a
@@ -432,6 +438,7 @@ func (b *Base) Close() error {
 		}
 		b.temp = ""
 	}
+	b.lock.Release()
 	return err
 }
 

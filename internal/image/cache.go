@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/internal/xzra"
 )
 
@@ -174,16 +175,15 @@ func openEntry(x *xzra.Reader, path, sum, entry string) *Base {
 
 // evict removes all but the keepCached most recently used entries, the
 // keepVerified most recent markers and keepSums remembered sums (keep is
-// always kept), and temp files a killed build left a day ago or more. Failures only leave more files behind.
+// always kept), and the temp files of killed builds. Failures only leave
+// more files behind.
 func evict(dir, keep string) {
+	tempfile.Sweep(dir, TempPattern)
 	var entries, markers, sums []fs.FileInfo
 	list, _ := os.ReadDir(dir)
 	for _, e := range list {
 		if strings.HasPrefix(e.Name(), ".magibake-base-") {
-			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > 24*time.Hour {
-				os.Remove(filepath.Join(dir, e.Name()))
-			}
-			continue
+			continue // temp files: Sweep's, below
 		}
 		info, err := e.Info()
 		if err != nil || strings.HasPrefix(e.Name(), ".") || filepath.Join(dir, e.Name()) == keep {

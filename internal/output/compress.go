@@ -64,7 +64,7 @@ func stageCompressed(ctx context.Context, path string, src io.ReaderAt, size int
 			return nil, fmt.Errorf("output %s: check before compressing: %w", path, err)
 		}
 	}
-	tmp, err := createTemp(path)
+	tmp, lock, err := createTemp(path)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +72,7 @@ func stageCompressed(ctx context.Context, path string, src io.ReaderAt, size int
 		if err != nil {
 			tmp.Close()
 			os.Remove(tmp.Name())
+			lock.Release()
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)
@@ -103,7 +104,7 @@ func stageCompressed(ctx context.Context, path string, src io.ReaderAt, size int
 		}
 		return nil, fmt.Errorf("output %s: read back after writing: %w", path, unwrapPath(err))
 	}
-	return &Staged{path: path, tmp: tmp.Name()}, nil
+	return &Staged{path: path, tmp: tmp.Name(), lock: lock}, nil
 }
 
 // ctxReader stops a long copy when ctx is cancelled.

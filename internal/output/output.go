@@ -10,7 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+
+	"github.com/magibake/magibake/internal/tempfile"
 )
 
 // chunk is the unit of the sparse copy: all-zero chunks become holes.
@@ -39,9 +42,10 @@ func Write(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 }
 
 // Staged is a complete, synced output in its temp file, not yet in place.
-// Exactly one of Commit or Discard must follow.
+// Exactly one of Commit, CommitAll or Discard must follow.
 type Staged struct {
 	path, tmp string
+	lock      *tempfile.Lock // held until committed or discarded: the temp file is in use
 }
 
 // Options are what Stage may use besides the card.
@@ -87,7 +91,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 			return encodeXZ(ctx, w, src, size, o.Reuse, o.progress)
 		})
 	}
-	tmp, err := createTemp(path)
+	tmp, lock, err := createTemp(path)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +99,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 		if err != nil {
 			tmp.Close()
 			os.Remove(tmp.Name())
+			lock.Release()
 		}
 	}()
 	if l, ok := src.(Layered); ok && l.BaseFile() != nil {
@@ -119,7 +124,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 			return nil, fmt.Errorf("output %s: read back after writing: %w", path, err)
 		}
 	}
-	return &Staged{path: path, tmp: tmp.Name()}, nil
+	return &Staged{path: path, tmp: tmp.Name(), lock: lock}, nil
 }
 
 // copySparse copies size bytes of src to tmp a chunk at a time, leaving
@@ -231,18 +236,23 @@ func copyLayered(ctx context.Context, tmp *os.File, l Layered, src io.ReaderAt, 
 	return nil
 }
 
+// TempPatterns match the names of every temp file Stage and CommitAll
+// make beside an output: the staged card (.tmp) and the earlier file at
+// the output's path, kept until all cards are in place (.old).
+var TempPatterns = []string{".*.magibake-*.tmp", ".*.magibake-*.old"}
+
 // createTemp makes the temp file for path in the same directory, so that the
-// final rename is atomic.
-func createTemp(path string) (*os.File, error) {
+// final rename is atomic, locked as in use (see internal/tempfile).
+func createTemp(path string) (*os.File, *tempfile.Lock, error) {
 	dir, name := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".magibake-*.tmp")
+	tmp, lock, err := tempfile.Create(dir, "."+name+".magibake-*.tmp")
 	if err != nil {
-		return nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
+		return nil, nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
-	return tmp, nil
+	return tmp, lock, nil
 }
 
 // finish syncs, sets the mode of and closes a written temp file.
@@ -279,19 +289,128 @@ func readBack(ctx context.Context, tmp string, size int64, check Check) error {
 // Commit renames the staged file over its path, unless ctx was cancelled, in
 // which case the temp file is removed.
 func (s *Staged) Commit(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		s.Discard()
-		return err
-	}
-	if err := os.Rename(s.tmp, s.path); err != nil {
-		s.Discard()
-		return fmt.Errorf("output %s: %w", s.path, unwrapPath(err))
-	}
-	return nil
+	return CommitAll(ctx, []*Staged{s})
 }
 
 // Discard removes the staged temp file.
-func (s *Staged) Discard() { os.Remove(s.tmp) }
+func (s *Staged) Discard() {
+	os.Remove(s.tmp)
+	s.lock.Release()
+}
+
+// ErrNotTakenBack marks a CommitAll failure after which some outputs could
+// not be taken back: they are in place although the call failed.
+var ErrNotTakenBack = errors.New("left in place, not taken back")
+
+// CommitAll puts every staged output in place, all of them or none:
+// whatever fails (a rename, a cancellation between two renames), the
+// outputs already renamed are taken back and a file that was at an
+// output's path before is restored, so the directory holds what it held
+// before the call. The directories are synced once the outputs are in.
+// A kill -9 between two renames cannot be undone: it leaves some outputs
+// new, some old, and the next build's Sweep removes what it left.
+func CommitAll(ctx context.Context, staged []*Staged) error {
+	return commitAll(ctx, staged, fsOps{os.Link, os.Rename, os.Remove})
+}
+
+// fsOps are the file system calls commitAll makes, so tests can make any
+// of them fail.
+type fsOps struct {
+	link, rename func(from, to string) error
+	remove       func(string) error
+}
+
+func commitAll(ctx context.Context, staged []*Staged, ops fsOps) error {
+	type done struct {
+		s   *Staged
+		old string // the earlier file at s.path, moved aside; "" if none
+	}
+	var placed []done
+	fail := func(err error) error {
+		var msgs, kept []string
+		for i := len(placed) - 1; i >= 0; i-- {
+			d := placed[i]
+			var rerr error
+			if d.old != "" {
+				rerr = ops.rename(d.old, d.s.path)
+				// Still the same file (the card's rename failed): rename
+				// between two links of one file does nothing.
+				ops.remove(d.old)
+			} else {
+				rerr = ops.remove(d.s.path)
+			}
+			if rerr != nil {
+				kept = append(kept, fmt.Sprintf("%s (could not take it back: %v)", d.s.path, unwrapPath(rerr)))
+			} else if d.old != "" {
+				msgs = append(msgs, d.s.path+" (the earlier file is back)")
+			} else {
+				msgs = append(msgs, d.s.path)
+			}
+		}
+		for _, s := range staged {
+			s.Discard()
+		}
+		syncDirs(staged)
+		switch {
+		case len(kept) > 0:
+			err = fmt.Errorf("%w; %w: %s", err, ErrNotTakenBack, strings.Join(kept, ", "))
+		case len(msgs) > 0:
+			err = fmt.Errorf("%w; no card is left in place, took back %s", err, strings.Join(msgs, ", "))
+		}
+		return err
+	}
+	for _, s := range staged {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		d := done{s: s}
+		if st, err := os.Lstat(s.path); err == nil && st.Mode().IsRegular() {
+			// Kept, not lost to the rename, until every output is in: a
+			// failure later puts it back. A hard link keeps s.path in
+			// place meanwhile; a file system without them (FAT) gets a
+			// rename, and s.path is missing until the next one.
+			d.old = strings.TrimSuffix(s.tmp, ".tmp") + ".old"
+			if err := ops.link(s.path, d.old); err != nil {
+				if err := ops.rename(s.path, d.old); err != nil {
+					return fail(fmt.Errorf("output %s: keep the earlier file: %w", s.path, unwrapPath(err)))
+				}
+			}
+		}
+		if err := ops.rename(s.tmp, s.path); err != nil {
+			if d.old != "" {
+				// fail puts the earlier file back.
+				placed = append(placed, done{s: &Staged{path: s.path}, old: d.old})
+			}
+			return fail(fmt.Errorf("output %s: %w", s.path, unwrapPath(err)))
+		}
+		placed = append(placed, d)
+	}
+	for _, d := range placed {
+		if d.old != "" {
+			os.Remove(d.old)
+		}
+		d.s.lock.Release()
+	}
+	syncDirs(staged)
+	return nil
+}
+
+// syncDirs fsyncs the directories of the outputs, so that the renames
+// survive a power cut. Best effort: some file systems refuse it.
+func syncDirs(staged []*Staged) {
+	seen := map[string]bool{}
+	for _, s := range staged {
+		dir := filepath.Dir(s.path)
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		if d, err := os.Open(dir); err == nil {
+			d.Sync()
+			d.Close()
+		}
+	}
+}
 
 // unwrapPath drops the temp file name from an *os.PathError: the user named
 // the output, not our temp file.
@@ -299,6 +418,10 @@ func unwrapPath(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
 	}
 	return err
 }

@@ -77,7 +77,7 @@ func checkTree(t Tree, dir string, data *Data, add func(error)) {
 			add(fmt.Errorf("overlay %s: not a regular file", display))
 			return nil
 		}
-		if _, err := renderFile(t.FS, name, display, data); err != nil {
+		if _, err := renderFile(t.FS, name, display, t.source(name), data); err != nil {
 			add(err)
 		}
 		return nil

@@ -37,6 +37,7 @@ import (
 
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/redact"
 )
 
 // UserUID is the uid (and gid) of the first user on Raspberry Pi OS: the
@@ -44,10 +45,23 @@ import (
 const UserUID = 1000
 
 // Tree is one overlay source: an fs.FS holding common/ and role directories,
-// and the name shown in messages ("overlays (embedded)" or the --overlays dir).
+// the name shown in messages ("overlays (embedded)" or the --overlays dir),
+// and the name plans and manifests record as a file's origin.
 type Tree struct {
 	FS      fs.FS
 	Display string
+	// Origin names the tree in each operation's Source ("ORIGIN:PATH",
+	// PATH inside the tree). Never a host path: a card must not change
+	// with where its overlays are kept. "" means Display.
+	Origin string
+}
+
+// source is what an operation made from name records as its origin.
+func (t Tree) source(name string) string {
+	if t.Origin == "" {
+		return path.Join(t.Display, name)
+	}
+	return t.Origin + ":" + name
 }
 
 // Data is what templates see.
@@ -89,8 +103,13 @@ func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) 
 		}
 	}
 	enableUnits(ops)
-	p := &plan.Plan{Node: node.Hostname, MTime: mtime}
+	p := &plan.Plan{Node: node.Hostname, MTime: mtime, Secrets: Secrets(c, node)}
 	for _, op := range ops {
+		// Secret by what it holds, whichever template or user overlay
+		// wrote it and whether it called secret or not.
+		if p.Secrets.In(op.Content) || p.Secrets.In([]byte(op.Target)) || p.Secrets.In([]byte(strings.Join(op.CmdlineSet, " "))) {
+			op.Secret = true
+		}
 		p.Ops = append(p.Ops, op)
 	}
 	sort.Slice(p.Ops, func(i, j int) bool {
@@ -101,6 +120,30 @@ func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) 
 		return a.Path < b.Path
 	})
 	return p, nil
+}
+
+// Secrets returns every secret value a card of node may hold, in each form
+// the overlays write it: the Wi-Fi passphrase (as given and escaped for a
+// keyfile) and the PSK derived from it, the password hash, the node's
+// private host key. Plans mark and mask files by these values.
+func Secrets(c *profile.Cluster, node *profile.Node) *redact.Secrets {
+	values := c.SecretValues()
+	if w := c.WiFi; w != nil && w.Passphrase != "" {
+		values = append(values, keyfileString(w.Passphrase))
+		if psk, err := wpaPSK(w.SSID, w.Passphrase); err == nil {
+			values = append(values, psk)
+		}
+	}
+	if k := node.HostKey.Private; k != "" {
+		values = append(values, k, strings.TrimSpace(k))
+		// A key written some other way still holds its base64 lines.
+		for _, line := range strings.Split(k, "\n") {
+			if len(line) >= 40 && !strings.HasPrefix(line, "-----") {
+				values = append(values, line)
+			}
+		}
+	}
+	return redact.New(values...)
 }
 
 type opKey struct {
@@ -126,7 +169,7 @@ func renderTree(t Tree, dir string, data *Data, ops map[opKey]plan.Op) error {
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("overlay %s: not a regular file", display)
 		}
-		op, err := renderFile(t.FS, name, display, data)
+		op, err := renderFile(t.FS, name, display, t.source(name), data)
 		if err != nil {
 			return err
 		}
@@ -138,7 +181,7 @@ func renderTree(t Tree, dir string, data *Data, ops map[opKey]plan.Op) error {
 }
 
 // renderFile turns one overlay file into an operation, or nil when skipped.
-func renderFile(fsys fs.FS, name, display string, data *Data) (*plan.Op, error) {
+func renderFile(fsys fs.FS, name, display, source string, data *Data) (*plan.Op, error) {
 	raw, err := fs.ReadFile(fsys, name)
 	if err != nil {
 		return nil, fmt.Errorf("overlay %s: %w", display, err)
@@ -148,7 +191,7 @@ func renderFile(fsys fs.FS, name, display string, data *Data) (*plan.Op, error) 
 	if len(parts) < 3 || (parts[1] != "boot" && parts[1] != "root") {
 		return nil, fmt.Errorf("overlay %s: files go under boot/ (FAT boot partition) or root/ (ext4 root)", display)
 	}
-	op := &plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Mode: 0o644, Source: display}
+	op := &plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Mode: 0o644, Source: source}
 	if parts[1] == "boot" {
 		op.Partition = plan.Boot
 	}
@@ -344,7 +387,7 @@ func addDebs(dir string, ops map[opKey]plan.Op) error {
 			return fmt.Errorf("offline_debs: %w", err)
 		}
 		op := plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: path.Join(DebsDir, filepath.Base(deb)),
-			Mode: 0o644, Content: data, Source: deb}
+			Mode: 0o644, Content: data, Source: "offline_debs:" + filepath.Base(deb)}
 		ops[opKey{op.Partition, op.Path}] = op
 	}
 	return nil

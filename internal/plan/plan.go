@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/magibake/magibake/internal/redact"
 )
 
 // Partition names the partition an operation applies to.
@@ -72,6 +74,9 @@ type Plan struct {
 	Node  string
 	Ops   []Op
 	MTime time.Time // timestamp given to every file written
+	// Secrets are the secret values the plan's files may hold: masked
+	// wherever the plan is shown to people. nil masks nothing.
+	Secrets *redact.Secrets
 }
 
 // Final returns the last operation on each partition and path of p, in the

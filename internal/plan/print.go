@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -15,8 +16,22 @@ type PrintOptions struct {
 }
 
 // Print writes a human-readable listing of p: one line per operation, then
-// with Content the text of each file. Secret content is masked unless asked.
+// with Content the text of each file. Secret content is masked unless asked:
+// files marked secret are not shown, and any secret value anywhere else
+// (a path, a link target, a command line word) is replaced by redact.Mask.
 func Print(w io.Writer, p *Plan, opt PrintOptions) error {
+	if opt.ShowSecrets || p.Secrets == nil {
+		return printPlan(w, p, opt)
+	}
+	var b bytes.Buffer
+	if err := printPlan(&b, p, opt); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, p.Secrets.String(b.String()))
+	return err
+}
+
+func printPlan(w io.Writer, p *Plan, opt PrintOptions) error {
 	dated := "as the base image's root filesystem (its last write)"
 	if !p.MTime.IsZero() {
 		dated = p.MTime.UTC().Format(time.RFC3339)
