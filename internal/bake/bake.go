@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf16"
 
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
@@ -180,11 +181,24 @@ func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.P
 	return nil
 }
 
+// fatMaxName is the longest name FAT's long file names hold, in UTF-16
+// units; go-diskfs writes longer ones, which fsck.fat then rejects.
+const fatMaxName = 255
+
 func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
+	for _, name := range strings.Split(strings.Trim(op.Path, "/"), "/") {
+		if len(utf16.Encode([]rune(name))) > fatMaxName {
+			return fmt.Errorf("%w: a FAT name holds at most %d characters", syscall.ENAMETOOLONG, fatMaxName)
+		}
+	}
 	switch op.Kind {
 	case plan.WriteFile:
 		return fatWrite(fsys, op.Path, op.Content, p)
 	case plan.EditCmdline:
+		// go-diskfs says "does not exist" only in words.
+		if _, ok := fatfs.Exists(fsys, op.Path); !ok {
+			return fmt.Errorf("read: %w", fs.ErrNotExist)
+		}
 		old, err := fatfs.ReadFile(fsys, op.Path)
 		if err != nil {
 			return fmt.Errorf("read: %w", err)

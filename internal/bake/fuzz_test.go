@@ -114,9 +114,10 @@ func validOpsFrom(data []byte) []plan.Op {
 }
 
 // invalidOps are operations no base of the smallCard shape can take: each
-// contradicts the base or the partition, whatever came before it.
+// contradicts the base or the partition, whatever valid operations came
+// before it (their paths are not these).
 var invalidOps = []plan.Op{
-	{Partition: plan.Root, Kind: plan.WriteFile, Path: "/usr/bin/tool/under-a-file", Mode: 0o644},
+	{Partition: plan.Root, Kind: plan.WriteFile, Path: "/etc/base-001.conf/under-a-file", Mode: 0o644},
 	{Partition: plan.Root, Kind: plan.Mkdir, Path: "/etc/machine-id/sub", Mode: 0o755},
 	{Partition: plan.Root, Kind: plan.WriteFile, Path: "/home", Mode: 0o644},
 	{Partition: plan.Root, Kind: plan.Symlink, Path: "/etc", Target: "/x", Mode: 0o777},

@@ -22,15 +22,8 @@ import (
 // leave the output directory and the cache empty.
 func TestInterruptLeavesNothing(t *testing.T) {
 	img, imgXZ := fixture.Image(t, "bookworm")
-	bin := filepath.Join(t.TempDir(), "magibake")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/magibake")
-	build.Dir = fixture.RepoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	env := append(os.Environ(),
-		"MAGIBAKE_WIFI_SSID=demo-wifi", "MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase", "MAGIBAKE_WIFI_COUNTRY=GB",
-		"MAGIBAKE_USER=pi", "MAGIBAKE_PASSWORD_HASH=$6$demosalt$0123456789abcdef", "SOURCE_DATE_EPOCH=1767225600")
+	bin := buildBinary(t)
+	env := append(os.Environ(), demoEnv...)
 	for _, phase := range []struct {
 		name, base, temp string // temp: glob of the file that marks the phase
 		inCache          bool   // the temp file is in the cache, not beside the output
@@ -97,15 +90,8 @@ func TestInterruptLeavesNothing(t *testing.T) {
 // build still running (locked) must survive it.
 func TestKilledBuildLeftovers(t *testing.T) {
 	img, imgXZ := fixture.Image(t, "bookworm")
-	bin := filepath.Join(t.TempDir(), "magibake")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/magibake")
-	build.Dir = fixture.RepoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	env := append(os.Environ(),
-		"MAGIBAKE_WIFI_SSID=demo-wifi", "MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase", "MAGIBAKE_WIFI_COUNTRY=GB",
-		"MAGIBAKE_USER=pi", "MAGIBAKE_PASSWORD_HASH=$6$demosalt$0123456789abcdef", "SOURCE_DATE_EPOCH=1767225600")
+	bin := buildBinary(t)
+	env := append(os.Environ(), demoEnv...)
 	for _, phase := range []struct {
 		name, base, temp string
 		args             []string
@@ -157,6 +143,24 @@ func TestKilledBuildLeftovers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// demoEnv is what the embedded profiles need, as `make demo` sets it.
+var demoEnv = []string{
+	"MAGIBAKE_WIFI_SSID=demo-wifi", "MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase", "MAGIBAKE_WIFI_COUNTRY=GB",
+	"MAGIBAKE_USER=pi", "MAGIBAKE_PASSWORD_HASH=$6$demosalt$0123456789abcdef", "SOURCE_DATE_EPOCH=1767225600",
+}
+
+// buildBinary builds the magibake binary of this checkout into a temp dir.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "magibake")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/magibake")
+	build.Dir = fixture.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // interrupt runs one build into out and sends sig when a file matching temp

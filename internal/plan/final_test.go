@@ -24,6 +24,9 @@ func TestFinal(t *testing.T) {
 		{"removal last wins",
 			[]Op{w(Root, "/a", "1"), {Kind: Remove, Partition: Root, Path: "/a"}},
 			[]Op{{Kind: Remove, Partition: Root, Path: "/a"}}},
+		{"a removed path made again as the parent of a later file is not removed",
+			[]Op{{Kind: Remove, Partition: Root, Path: "/a"}, w(Root, "/a/b/c", "1"), {Kind: Remove, Partition: Boot, Path: "/a"}},
+			[]Op{w(Root, "/a/b/c", "1"), {Kind: Remove, Partition: Boot, Path: "/a"}}},
 	}
 	for _, c := range cases {
 		if got := (&Plan{Ops: c.ops}).Final(); !reflect.DeepEqual(got, c.want) {

@@ -6,6 +6,7 @@ package plan
 import (
 	"fmt"
 	"io/fs"
+	"path"
 	"time"
 
 	"github.com/magibake/magibake/internal/redact"
@@ -89,6 +90,14 @@ func (p *Plan) Final() []Op {
 	at := map[key]int{}
 	var out []Op
 	for _, op := range p.Ops {
+		// A later operation under a removed path makes it again, as a
+		// directory the plan does not describe: its removal is no longer
+		// what the card holds.
+		for dir := path.Dir(op.Path); dir != "/" && dir != "."; dir = path.Dir(dir) {
+			if i, seen := at[key{op.Partition, dir}]; seen && out[i].Kind == Remove {
+				out[i].Kind = implicitDir
+			}
+		}
 		k := key{op.Partition, op.Path}
 		if i, seen := at[k]; seen {
 			out[i] = op
@@ -97,8 +106,17 @@ func (p *Plan) Final() []Op {
 		at[k] = len(out)
 		out = append(out, op)
 	}
-	return out
+	kept := out[:0]
+	for _, op := range out {
+		if op.Kind != implicitDir {
+			kept = append(kept, op)
+		}
+	}
+	return kept
 }
+
+// implicitDir marks, inside Final, a removed path made again as a parent.
+const implicitDir Kind = "implicit dir"
 
 // OctalMode renders permission bits the way chmod takes them ("0644",
 // "4755"), including setuid, setgid and sticky.
