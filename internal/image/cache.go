@@ -183,7 +183,7 @@ func evict(dir, keep string) {
 	list, _ := os.ReadDir(dir)
 	for _, e := range list {
 		if strings.HasPrefix(e.Name(), ".magibake-base-") {
-			continue // temp files: Sweep's, below
+			continue // temp files: swept above
 		}
 		info, err := e.Info()
 		if err != nil || strings.HasPrefix(e.Name(), ".") || filepath.Join(dir, e.Name()) == keep {

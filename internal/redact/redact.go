@@ -5,6 +5,7 @@
 package redact
 
 import (
+	"bytes"
 	"io"
 	"sort"
 	"strings"
@@ -57,7 +58,8 @@ func (s *Secrets) In(b []byte) bool {
 		return false
 	}
 	for _, v := range s.values {
-		if strings.Contains(string(b), v) {
+		// bytes, not string(b): b may be a multi-megabyte .deb.
+		if bytes.Contains(b, []byte(v)) {
 			return true
 		}
 	}
