@@ -17,6 +17,7 @@ import (
 
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
+	"github.com/magibake/magibake/internal/bytesize"
 	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/fatfs"
 	"github.com/magibake/magibake/internal/image"
@@ -71,8 +72,6 @@ func bootBytes(ops []plan.Op) int64 {
 	}
 	return n
 }
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // ErrConflict marks an operation the base cannot take: a path through a
 // file, a file where a directory is, a name too long, a kind of operation
@@ -170,7 +169,7 @@ func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.P
 			// go-diskfs says so only in words (no error value to test).
 			if strings.Contains(err.Error(), "no space left on device") {
 				return fmt.Errorf("%w (%s): writing %s (%s) failed: %v; this bake writes %s to it in all",
-					ErrBootFull, mib(part.Size), op.Path, mib(int64(len(op.Content))), err, mib(bootBytes(ops)))
+					ErrBootFull, bytesize.Format(part.Size), op.Path, bytesize.Format(int64(len(op.Content))), err, bytesize.Format(bootBytes(ops)))
 			}
 			return opErr(op, err)
 		}

@@ -1,5 +1,5 @@
-// Package build runs the whole pipeline for the CLI: profiles -> plans ->
-// base image -> bake -> output files.
+// Package build runs the whole pipeline for `magibake build`: profiles ->
+// plans -> base image -> bake -> output files; the CLI is its only user.
 package build
 
 import (
@@ -7,16 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/magibake/magibake/internal/bake"
+	"github.com/magibake/magibake/internal/bytesize"
 	"github.com/magibake/magibake/internal/ext4"
-	"github.com/magibake/magibake/internal/fetch"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
@@ -25,130 +24,7 @@ import (
 	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/internal/redact"
 	"github.com/magibake/magibake/internal/tempfile"
-	"github.com/magibake/magibake/overlays"
 )
-
-// Sources says where profiles and overlays come from.
-type Sources struct {
-	Profiles string // directory; "" means the embedded default profiles
-	Overlays string // extra overlay directory layered over the embedded one; may be ""
-	Getenv   func(string) string
-	Log      io.Writer // progress and notes (e.g. generated host keys); nil discards
-}
-
-// Cluster loads and validates the profiles.
-func (s Sources) Cluster() (*profile.Cluster, error) {
-	opt := profile.Options{Getenv: s.Getenv}
-	if s.Profiles == "" {
-		return profile.Default(opt)
-	}
-	if st, err := os.Stat(s.Profiles); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("profiles %s: not a directory", s.Profiles)
-	}
-	return profile.LoadDir(s.Profiles, opt)
-}
-
-// HostKeys attaches every node's SSH host key to c from the state directory
-// beside the profiles (see internal/hostkey). Missing keys are made in
-// memory; SaveHostKeys writes them.
-func (s Sources) HostKeys(c *profile.Cluster) (*hostkey.Generated, error) {
-	dir, err := hostkey.Dir(s.Profiles, s.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	return hostkey.Attach(c, dir)
-}
-
-// SaveHostKeys writes the keys HostKeys made and says so on log.
-func SaveHostKeys(g *hostkey.Generated, log io.Writer) error {
-	nodes := g.Nodes()
-	if err := g.Save(); err != nil {
-		return err
-	}
-	if len(nodes) > 0 && log != nil {
-		fmt.Fprintf(log, "generated SSH host keys for %s in %s (keep this directory: it is the nodes' identity)\n",
-			strings.Join(nodes, ", "), g.Dir())
-	}
-	return nil
-}
-
-// Trees returns the overlay trees in the order they apply.
-func (s Sources) Trees() ([]overlay.Tree, error) {
-	trees := []overlay.Tree{{FS: overlays.FS, Display: "overlays (embedded)", Origin: "magibake"}}
-	if s.Overlays != "" {
-		if st, err := os.Stat(s.Overlays); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("overlays %s: not a directory", s.Overlays)
-		}
-		trees = append(trees, overlay.Tree{FS: os.DirFS(s.Overlays), Display: s.Overlays, Origin: "--overlays"})
-	}
-	return trees, nil
-}
-
-// Plan renders the plan for one node.
-func (s Sources) Plan(node string, mtime time.Time) (*plan.Plan, *profile.Cluster, error) {
-	c, err := s.Cluster()
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := c.Node(node); err != nil {
-		return nil, nil, err // before any host key is made
-	}
-	g, err := s.HostKeys(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := SaveHostKeys(g, s.Log); err != nil {
-		return nil, nil, err
-	}
-	trees, err := s.Trees()
-	if err != nil {
-		return nil, nil, err
-	}
-	p, err := overlay.Render(c, node, trees, mtime)
-	return p, c, clusterSecrets(c).Error(err)
-}
-
-// clusterSecrets are the secret values of every node of c (host keys
-// attached), to mask in logs and error messages.
-func clusterSecrets(c *profile.Cluster) *redact.Secrets {
-	var all []string
-	for i := range c.Nodes {
-		all = append(all, overlay.Secrets(c, &c.Nodes[i]).Values()...)
-	}
-	return redact.New(all...)
-}
-
-// MTime is the timestamp given to every baked file when SOURCE_DATE_EPOCH is
-// set. Without it MTime is zero and Run takes the base image's root
-// filesystem write time (see BaseTime): either way the same inputs give the
-// same card, byte for byte.
-func MTime(getenv func(string) string) (time.Time, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if v := getenv("SOURCE_DATE_EPOCH"); v != "" {
-		sec, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || sec < 0 {
-			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", v)
-		}
-		return time.Unix(sec, 0).UTC(), nil
-	}
-	return time.Time{}, nil
-}
-
-// BaseTime is the date baked files get from the base: when its root
-// filesystem was last written (for a release image, when it was built), or
-// the Unix epoch if the superblock records no date at all.
-func BaseTime(dev *image.Device, layout image.Layout) (time.Time, error) {
-	root, err := ext4.Open(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("root partition: %w", err)
-	}
-	if t := root.LastWrite(); !t.IsZero() {
-		return t, nil
-	}
-	return time.Unix(0, 0).UTC(), nil
-}
 
 // Options is one `magibake build` call.
 type Options struct {
@@ -172,84 +48,153 @@ type Options struct {
 	tamper func() error
 }
 
-// Run bakes every node of o into its output file. Plans are rendered and
-// outputs checked before the base is touched, the base is decompressed once,
-// each output is read back through a fresh open of its temp file
-// (bake.VerifyCard) before any is renamed into place, and the outputs appear
-// together, only when all are complete and verified: on any error or
-// cancellation none is written. Errors are *Error with their Class.
+// Run bakes every node of o into its output file, in phases: read the
+// inputs, render every plan and check every output path, open the base,
+// bake and stage each card, commit them all. Nothing is written before the
+// plans and outputs are known good; each card is read back (bake.VerifyCard)
+// before any is renamed into place; the cards appear together or not at
+// all; new host keys are saved only with them. Errors are *fault.Error with
+// their class, and no secret value reaches a log line or an error message.
 func Run(ctx context.Context, o Options) (err error) {
-	// No secret value reaches a log line or an error message, whatever
-	// wrote it; masks is set once the profile is loaded.
-	var masks *redact.Secrets
-	defer func() { err = masks.Error(err) }()
+	if err := checkArgs(o); err != nil {
+		return err
+	}
 	log := o.Log
 	if log == nil {
 		log = io.Discard
 	}
-	if len(o.Nodes) == 0 {
-		return UsageError(errors.New("no node given: name one or more nodes of the profiles, e.g. `magibake build caspar`"))
-	}
-	if o.Output != "" && o.OutDir != "" {
-		return UsageError(errors.New("give -o FILE or --out-dir DIR, not both"))
-	}
-	if o.Output != "" && len(o.Nodes) > 1 {
-		return UsageError(fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes)))
-	}
-	mtime, err := MTime(o.Getenv)
+	in, err := readInputs(o)
 	if err != nil {
-		return InputError(err)
+		return err
 	}
-	c, err := o.Cluster()
+	defer func() { err = in.secrets.Error(err) }()
+	log = in.secrets.Writer(log)
+	jobs, err := in.render(o)
 	if err != nil {
-		return InputError(err)
+		return err
 	}
-	// New host keys are saved only with the outputs, below.
-	keys, err := o.HostKeys(c)
+	if o.Base == "" {
+		return fault.UsageError(noBase(in.cluster))
+	}
+	sweepOutputDirs(log, jobs)
+	b, err := openBase(ctx, o, in, jobs, log)
 	if err != nil {
-		return InputError(err)
+		return err
 	}
-	masks = clusterSecrets(c)
-	log = masks.Writer(log)
-	trees, err := o.Trees()
+	defer b.Close()
+	staged, err := bakeAll(ctx, o, in, b, jobs, log)
 	if err != nil {
-		return InputError(err)
+		return err
 	}
-	type job struct {
-		plan *plan.Plan
-		out  string
+	b.markVerified(o.CacheDir)
+	return commit(ctx, in.newKeys, staged, log)
+}
+
+func checkArgs(o Options) error {
+	switch {
+	case len(o.Nodes) == 0:
+		return fault.UsageError(errors.New("no node given: name one or more nodes of the profiles, e.g. `magibake build caspar`"))
+	case o.Output != "" && o.OutDir != "":
+		return fault.UsageError(errors.New("give -o FILE or --out-dir DIR, not both"))
+	case o.Output != "" && len(o.Nodes) > 1:
+		return fault.UsageError(fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes)))
 	}
-	var jobs []job
 	seen := map[string]bool{}
 	for _, n := range o.Nodes {
 		if seen[n] {
-			return UsageError(fmt.Errorf("node %s given twice", n))
+			return fault.UsageError(fmt.Errorf("node %s given twice", n))
 		}
 		seen[n] = true
-		p, err := overlay.Render(c, n, trees, mtime)
+	}
+	return nil
+}
+
+// inputs is everything a build reads before it opens the base.
+type inputs struct {
+	cluster *profile.Cluster
+	keys    hostkey.Keys
+	newKeys *hostkey.Generated // made in memory, saved only with the cards
+	trees   []overlay.Tree
+	mtime   time.Time // SOURCE_DATE_EPOCH, or zero: then the base's date
+	secrets *redact.Secrets
+}
+
+func readInputs(o Options) (*inputs, error) {
+	mtime, err := MTime(o.Getenv)
+	if err != nil {
+		return nil, fault.InputError(err)
+	}
+	c, err := o.Cluster()
+	if err != nil {
+		return nil, fault.InputError(err)
+	}
+	keys, gen, err := o.HostKeys(c)
+	if err != nil {
+		return nil, fault.InputError(err)
+	}
+	trees, err := o.Trees()
+	if err != nil {
+		return nil, fault.InputError(err)
+	}
+	return &inputs{cluster: c, keys: keys, newKeys: gen, trees: trees, mtime: mtime, secrets: secretsOf(c, keys)}, nil
+}
+
+// job is one card: its node's plan and the file it goes to.
+type job struct {
+	plan *plan.Plan
+	out  string
+}
+
+// render makes every node's plan and checks its output path, so that a
+// mistake in any node's files or paths is found before the base is opened.
+func (in *inputs) render(o Options) ([]job, error) {
+	var jobs []job
+	for _, n := range o.Nodes {
+		p, err := overlay.Render(in.cluster, in.keys, n, in.trees, in.mtime)
 		if err != nil {
-			return InputError(err)
+			return nil, fault.InputError(err)
 		}
 		out := o.Output
 		if out == "" {
 			out = filepath.Join(o.OutDir, n+".img")
 		}
 		if err := checkOutput(out, o.Base); err != nil {
-			return InputError(err)
+			return nil, fault.InputError(err)
 		}
 		jobs = append(jobs, job{p, out})
 	}
-	if o.Base == "" {
-		return UsageError(noBase(c))
-	}
-	// The decompressed base's temp file goes beside the first output.
+	return jobs, nil
+}
+
+// sweepOutputDirs removes from the output directories the temp files of
+// builds that were killed (kill -9, a power cut) and says so: a
+// decompressed base alone is gigabytes. Those of a build still running are
+// locked and stay.
+func sweepOutputDirs(log io.Writer, jobs []job) {
+	patterns := append([]string{image.TempPattern}, output.TempPatterns...)
 	swept := map[string]bool{}
 	for _, j := range jobs {
-		if dir := filepath.Dir(j.out); !swept[dir] {
-			swept[dir] = true
-			sweep(log, dir)
+		dir := filepath.Dir(j.out)
+		if swept[dir] {
+			continue
+		}
+		swept[dir] = true
+		for _, r := range tempfile.Sweep(dir, patterns...) {
+			fmt.Fprintf(log, "removed %s (%s), left by a build that was killed\n", r.Path, bytesize.Format(r.Size))
 		}
 	}
+}
+
+// base is the opened base image with what the bake needs from it.
+type base struct {
+	*image.Base
+	layout image.Layout
+	pinned bool // the profile pins its sha256, and it matched
+}
+
+// openBase opens (and if need be decompresses) the base, checks it against
+// the profile's pin, reads its partitions and dates the plans.
+func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Writer) (*base, error) {
 	// Outputs that are all .img.xz copy the base's untouched blocks, so
 	// the rest of the base need never be decoded.
 	onDemand := true
@@ -258,125 +203,155 @@ func Run(ctx context.Context, o Options) (err error) {
 			onDemand = false
 		}
 	}
-	start := time.Now()
-	update, end := o.progress("decompress " + filepath.Base(o.Base))
-	pin := c.Base.SHA256
+	pin := in.cluster.Base.SHA256
 	checkPin := func(sum string) error {
 		if pin != "" && !strings.EqualFold(pin, sum) {
 			return fmt.Errorf("base %s: sha256 is %s but the profile pins %s (base.sha256 in cluster.yaml): wrong or corrupt download", o.Base, sum, pin)
 		}
 		return nil
 	}
+	start := time.Now()
+	update, end := o.progress("decompress " + filepath.Base(o.Base))
 	// The pin is checked as soon as the sha256 is known, so a wrong file
 	// never enters the cache of decompressed bases nor evicts a good one.
-	base, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir,
+	// The decompressed base's temp file goes beside the first output.
+	ib, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir,
 		OnDemand: onDemand, Progress: update, CheckSum: checkPin})
 	end()
 	if err != nil {
-		return InputError(err)
+		return nil, fault.InputError(err)
 	}
-	defer base.Close()
-	if err := checkPin(base.SHA256); err != nil {
-		return InputError(err)
+	b := &base{Base: ib, pinned: pin != ""}
+	if err := b.read(o, in, jobs, checkPin, start, log); err != nil {
+		b.Close()
+		return nil, err
 	}
-	layout, err := image.ReadLayout(base, base.Size())
+	return b, nil
+}
+
+func (b *base) read(o Options, in *inputs, jobs []job, checkPin func(string) error, start time.Time, log io.Writer) error {
+	if err := checkPin(b.SHA256); err != nil {
+		return fault.InputError(err)
+	}
+	layout, err := image.ReadLayout(b, b.Size())
 	if err != nil {
-		return InputError(fmt.Errorf("base %s: %w", o.Base, err))
+		return fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
 	}
+	b.layout = layout
 	switch {
-	case base.OnDemand:
-		fmt.Fprintf(log, "reading %s (%s) block by block: only what the bake changes is decompressed\n", o.Base, size(base.Size()))
-	case base.Cached:
-		fmt.Fprintf(log, "base %s (%s) already decompressed in the cache (%s)\n", o.Base, size(base.Size()), o.CacheDir)
-	case base.Compressed:
-		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, size(base.Size()), time.Since(start).Seconds())
+	case b.OnDemand:
+		fmt.Fprintf(log, "reading %s (%s) block by block: only what the bake changes is decompressed\n", o.Base, bytesize.Format(b.Size()))
+	case b.Cached:
+		fmt.Fprintf(log, "base %s (%s) already decompressed in the cache (%s)\n", o.Base, bytesize.Format(b.Size()), o.CacheDir)
+	case b.Compressed:
+		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, bytesize.Format(b.Size()), time.Since(start).Seconds())
 	}
+	mtime := in.mtime
 	if mtime.IsZero() {
-		if mtime, err = BaseTime(image.NewDevice(base, base.Size()), layout); err != nil {
-			return InputError(fmt.Errorf("base %s: %w", o.Base, err))
+		if mtime, err = bake.BaseTime(image.NewDevice(b, b.Size()), layout); err != nil {
+			return fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
 		}
 	}
 	for _, j := range jobs {
 		j.plan.MTime = mtime
 	}
-	info := bake.Info{Version: o.Version, ProfileDigest: c.Digest, BaseSHA256: base.SHA256}
-	var staged []*output.Staged
-	defer func() {
-		for _, s := range staged {
-			s.Discard()
-		}
-	}()
-	for _, j := range jobs {
-		t := time.Now()
-		dev := image.NewDevice(base, base.Size())
-		m, err := bake.Apply(ctx, dev, layout, j.plan, info)
-		if err != nil {
-			cls := bakeClass(err)
-			if cls == Input {
-				// The base's file systems: corrupt, unsupported, or too
-				// full for this plan.
-				err = fmt.Errorf("base %s: %w", o.Base, err)
-			}
-			return classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
-		}
-		check := func(r io.ReaderAt, size int64) error {
-			if o.tamper != nil {
-				if err := o.tamper(); err != nil {
-					return err
-				}
-			}
-			return bake.VerifyCard(r, size, layout, j.plan, m)
-		}
-		var reuse *output.Reuse
-		if file, idx := base.XZ(); idx != nil {
-			// A pinned base is the published file, whose blocks xz made
-			// whole; anything else not decoded in full is decoded in the
-			// read-back.
-			reuse = &output.Reuse{File: file, Index: idx, Untouched: dev.Untouched, Trusted: base.Verified || pin != ""}
-		}
-		update, end := o.progress("write " + filepath.Base(j.out))
-		s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, output.Options{Reuse: reuse, Progress: update})
-		end()
-		if err != nil {
-			cls := Internal
-			if hostInput(err) {
-				cls = Input
-			}
-			return classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
-		}
-		staged = append(staged, s)
-		fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, size(dev.Size()), time.Since(t).Seconds())
-	}
-	if base.OnDemand && !base.Verified && pin == "" && len(staged) > 0 {
-		// Every block is now checked: the changed ones when the bake read
-		// them, the copied ones decoded in the read-back of the .img.xz
-		// (not trusted: no pin). A pinned base's copied blocks were not
-		// decoded, so it earns no marker.
-		base.MarkVerified(o.CacheDir)
-	}
-	if err := SaveHostKeys(keys, log); err != nil {
-		return InputError(fmt.Errorf("host key state: %w", err))
-	}
-	err = output.CommitAll(ctx, staged)
-	staged = nil // committed or discarded by CommitAll
-	if err != nil {
-		cls := Internal
-		if hostInput(err) {
-			cls = Input
-		}
-		return classed(cls, err)
-	}
 	return nil
 }
 
-// sweep removes from dir the temp files of builds that were
-// killed (kill -9, a power cut) and says so: a decompressed base alone is
-// gigabytes. Those of a build still running are locked and stay.
-func sweep(log io.Writer, dir string) {
-	patterns := append([]string{image.TempPattern}, output.TempPatterns...)
-	for _, r := range tempfile.Sweep(dir, patterns...) {
-		fmt.Fprintf(log, "removed %s (%s), left by a build that was killed\n", r.Path, size(r.Size))
+// markVerified leaves the cache's marker that every block of an .img.xz
+// read on demand has been checked: the changed ones when the bake read
+// them, the copied ones decoded in the read-back of the .img.xz (not
+// trusted: no pin). A pinned base's copied blocks were not decoded, so it
+// earns no marker.
+func (b *base) markVerified(cacheDir string) {
+	if b.OnDemand && !b.Verified && !b.pinned {
+		b.MarkVerified(cacheDir)
 	}
+}
+
+// bakeAll bakes each job's plan onto its own view of the base and stages
+// the card beside its output, read back and verified. On error the cards
+// staged so far are discarded.
+func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, log io.Writer) (staged []*output.Staged, err error) {
+	defer func() {
+		if err != nil {
+			for _, s := range staged {
+				s.Discard()
+			}
+		}
+	}()
+	info := bake.Info{Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
+	for _, j := range jobs {
+		s, err := bakeOne(ctx, o, b, j, info, log)
+		if err != nil {
+			return staged, err
+		}
+		staged = append(staged, s)
+	}
+	return staged, nil
+}
+
+func bakeOne(ctx context.Context, o Options, b *base, j job, info bake.Info, log io.Writer) (*output.Staged, error) {
+	start := time.Now()
+	dev := image.NewDevice(b, b.Size())
+	m, err := bake.Apply(ctx, dev, b.layout, j.plan, info)
+	if err != nil {
+		cls := bakeClass(err)
+		if cls == fault.Input {
+			// The base's file systems: corrupt, unsupported, or too
+			// full for this plan.
+			err = fmt.Errorf("base %s: %w", o.Base, err)
+		}
+		return nil, fault.Classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
+	}
+	check := func(r io.ReaderAt, size int64) error {
+		if o.tamper != nil {
+			if err := o.tamper(); err != nil {
+				return err
+			}
+		}
+		return bake.VerifyCard(r, size, b.layout, j.plan, m)
+	}
+	var reuse *output.Reuse
+	if file, idx := b.CompressedBlocks(); idx != nil {
+		// A pinned base is the published file, whose blocks xz made
+		// whole; anything else not decoded in full is decoded in the
+		// read-back.
+		reuse = &output.Reuse{File: file, Index: idx, Untouched: dev.Untouched, Trusted: b.Verified || b.pinned}
+	}
+	update, end := o.progress("write " + filepath.Base(j.out))
+	s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, output.Options{Reuse: reuse, Progress: update})
+	end()
+	if err != nil {
+		return nil, fault.HostOrInternal(fmt.Errorf("bake %s: %w", j.plan.Node, err))
+	}
+	fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, bytesize.Format(dev.Size()), time.Since(start).Seconds())
+	return s, nil
+}
+
+// commit saves the host keys made for this build, then puts every staged
+// card in place, all or none (output.CommitAll).
+func commit(ctx context.Context, newKeys *hostkey.Generated, staged []*output.Staged, log io.Writer) error {
+	if err := saveHostKeys(newKeys, log); err != nil {
+		for _, s := range staged {
+			s.Discard()
+		}
+		return fault.InputError(fmt.Errorf("host key state: %w", err))
+	}
+	return fault.HostOrInternal(output.CommitAll(ctx, staged))
+}
+
+// bakeClass classifies a failure of bake.Apply: the base's root filesystem
+// being full, corrupt, dirty or using features the ext4 writer refuses, or
+// an overlay that does not fit the base, is the input's problem; anything
+// else is ours.
+func bakeClass(err error) fault.Class {
+	for _, e := range []error{ext4.ErrNoSpace, bake.ErrBootFull, bake.ErrConflict, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
+		if errors.Is(err, e) {
+			return fault.Input
+		}
+	}
+	return fault.Internal
 }
 
 // progress is o.Progress, or no display; update never goes backwards even
@@ -396,63 +371,4 @@ func (o Options) progress(what string) (update func(done, total int64), end func
 			up(done, total)
 		}
 	}, end
-}
-
-func checkOutput(out, base string) error {
-	if err := output.Supported(out); err != nil {
-		return err
-	}
-	dir := filepath.Dir(out)
-	st, err := os.Stat(dir)
-	if err != nil || !st.IsDir() {
-		return fmt.Errorf("output %s: directory %s does not exist", out, dir)
-	}
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return fmt.Errorf("output %s: is a directory", out)
-	}
-	if base != "" {
-		a, errA := os.Stat(out)
-		b, errB := os.Stat(base)
-		same := errA == nil && errB == nil && os.SameFile(a, b)
-		if absOut, err := filepath.Abs(out); err == nil {
-			if absBase, err := filepath.Abs(base); err == nil && absOut == absBase {
-				same = true
-			}
-		}
-		if same {
-			return fmt.Errorf("output %s: is the base image; the base is never overwritten, choose another output", out)
-		}
-	}
-	// Find a read-only or unwritable directory now, before the base is
-	// decompressed into it, with the real test: creating a file.
-	probe, err := os.CreateTemp(dir, ".magibake-probe-*")
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("output %s: directory %s is not writable: %w", out, dir, err)
-	}
-	probe.Close()
-	os.Remove(probe.Name())
-	return nil
-}
-
-func noBase(c *profile.Cluster) error {
-	switch {
-	case c.Base.URL != "" && c.Base.SHA256 == "":
-		return fmt.Errorf("no --base given: download %s (sha256 in %s.sha256) and pass it with --base FILE", c.Base.URL, c.Base.URL)
-	case c.Base.URL != "":
-		return fmt.Errorf("no --base given: download %s (sha256 %s) and pass it with --base FILE", c.Base.URL, c.Base.SHA256)
-	}
-	return errors.New("no --base given and cluster.yaml pins no base image; " + fetch.PinHint)
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	default:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
 }

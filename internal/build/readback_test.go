@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/bake"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
@@ -94,7 +95,7 @@ func TestOutputReadBack(t *testing.T) {
 			if !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
 				t.Errorf("error %q, want one line starting %q and holding %q", msg, prefix, tc.want)
 			}
-			if c := ClassOf(err); c != Internal {
+			if c := fault.Of(err); c != fault.Internal {
 				t.Errorf("class %d, want Internal (exit 1)", c)
 			}
 			if len(left) != 0 {

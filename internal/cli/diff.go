@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/inspect"
 )
 
@@ -32,24 +33,24 @@ changed.`,
 		Args: argsRule(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if node == "" {
-				return build.UsageError(fmt.Errorf("%s: --node NODE is required", cmd.CommandPath()))
+				return fault.UsageError(fmt.Errorf("%s: --node NODE is required", cmd.CommandPath()))
 			}
 			mtime, err := build.MTime(nil)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			p, _, err := s.Plan(node, mtime)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			im, err := inspect.Open(cmd.Context(), args[0], os.TempDir())
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			defer im.Close()
 			changes, err := im.Diff(p)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {

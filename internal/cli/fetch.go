@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/fetch"
 	"github.com/magibake/magibake/internal/profile"
 )
@@ -69,7 +70,7 @@ unless --os-list or $` + osListEnv + ` names another.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mode, err := o.mode(cmd)
 			if err != nil {
-				return build.UsageError(err)
+				return fault.UsageError(err)
 			}
 			switch mode {
 			case "url":
@@ -79,14 +80,14 @@ unless --os-list or $` + osListEnv + ` names another.`,
 			}
 			c, err := s.Cluster()
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			if c.Base.URL == "" {
-				return build.InputError(errors.New("cluster.yaml pins no base image; " + fetch.PinHint))
+				return fault.InputError(errors.New("cluster.yaml pins no base image; " + fetch.PinHint))
 			}
 			p, err := fetchBase(cmd.Context(), cmd.ErrOrStderr(), c.Base)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), p)
 			return nil
@@ -138,11 +139,11 @@ func fetchFromList(cmd *cobra.Command, o fetchOpts) error {
 	}
 	f, err := cacheFetcher(cmd.ErrOrStderr())
 	if err != nil {
-		return build.InputError(err)
+		return fault.InputError(err)
 	}
 	l, err := f.LoadOSList(cmd.Context(), listURL)
 	if err != nil {
-		return build.InputError(err)
+		return fault.InputError(err)
 	}
 	if o.list {
 		return printLiteList(cmd.OutOrStdout(), l)
@@ -153,11 +154,11 @@ func fetchFromList(cmd *cobra.Command, o fetchOpts) error {
 	}
 	e, err := l.Find(name)
 	if err != nil {
-		return build.InputError(err)
+		return fault.InputError(err)
 	}
 	p, err := f.FetchEntry(cmd.Context(), l, e)
 	if err != nil {
-		return build.InputError(err)
+		return fault.InputError(err)
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), p)
 	fmt.Fprintf(cmd.ErrOrStderr(), "%s, released %s\n", e.Name, orDash(e.ReleaseDate))
@@ -170,7 +171,7 @@ func fetchFromList(cmd *cobra.Command, o fetchOpts) error {
 func printLiteList(w io.Writer, l *fetch.OSList) error {
 	entries := l.LiteArm64()
 	if len(entries) == 0 {
-		return build.InputError(fmt.Errorf("OS list %s has no 64-bit Lite image (%d images listed)", l.URL, len(l.Entries)))
+		return fault.InputError(fmt.Errorf("OS list %s has no 64-bit Lite image (%d images listed)", l.URL, len(l.Entries)))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tRELEASED\tURL\tSHA256")
@@ -192,11 +193,11 @@ func orDash(s string) string {
 func fetchURL(cmd *cobra.Command, imageURL string) error {
 	f, err := cacheFetcher(cmd.ErrOrStderr())
 	if err != nil {
-		return build.InputError(err)
+		return fault.InputError(err)
 	}
 	p, pinURL, sum, err := f.FetchPublished(cmd.Context(), imageURL)
 	if err != nil {
-		return build.InputError(err)
+		return fault.InputError(err)
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), p)
 	printPin(cmd.ErrOrStderr(), pinURL, sum)
@@ -235,7 +236,7 @@ func pinnedBase(ctx context.Context, log io.Writer, s build.Sources, nodes []str
 	}
 	p, err := fetchBase(ctx, log, c.Base)
 	if err != nil {
-		return "", build.InputError(err)
+		return "", fault.InputError(err)
 	}
 	return p, nil
 }

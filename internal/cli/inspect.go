@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/bytesize"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/inspect"
 )
 
@@ -30,12 +30,12 @@ file written with its sha256.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			im, err := inspect.Open(cmd.Context(), args[0], os.TempDir())
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			defer im.Close()
 			r, err := im.Report()
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -51,7 +51,7 @@ file written with its sha256.`,
 }
 
 func printReport(w io.Writer, r *inspect.Report) {
-	fmt.Fprintf(w, "image           %s (%s, sha256 %s)\n", r.Path, humanSize(r.Size), r.SHA256)
+	fmt.Fprintf(w, "image           %s (%s, sha256 %s)\n", r.Path, bytesize.Format(r.Size), r.SHA256)
 	fmt.Fprintf(w, "disk signature  %s\n", r.DiskSignature)
 	fmt.Fprintln(w, "partitions")
 	for _, p := range r.Partitions {
@@ -59,7 +59,7 @@ func printReport(w io.Writer, r *inspect.Report) {
 		if p.Bootable {
 			boot = "  bootable"
 		}
-		fmt.Fprintf(w, "  %d  %s %-12s start %10d  size %10d (%s)%s\n", p.Index, p.Type, p.TypeName, p.Start, p.Size, humanSize(p.Size), boot)
+		fmt.Fprintf(w, "  %d  %s %-12s start %10d  size %10d (%s)%s\n", p.Index, p.Type, p.TypeName, p.Start, p.Size, bytesize.Format(p.Size), boot)
 	}
 	if r.RootError != "" {
 		fmt.Fprintf(w, "root filesystem not readable: %s\n", r.RootError)
@@ -94,14 +94,4 @@ func printReport(w io.Writer, r *inspect.Report) {
 		}
 		fmt.Fprintf(w, "  %-4s %-7s %-4s %4s %5s  %s  %s\n", f.Partition, f.Kind, f.Mode, fmt.Sprint(f.UID), fmt.Sprint(f.GID), f.Path, detail)
 	}
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return strings.TrimSpace(fmt.Sprintf("%d bytes", n))
 }

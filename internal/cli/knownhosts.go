@@ -2,10 +2,12 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/hostkey"
 )
 
@@ -18,8 +20,10 @@ func newKnownHosts() *cobra.Command {
 and its fixed cluster address, with the SSH host key that every card baked for
 that node carries. The keys live in the state directory beside the profiles
 (PROFILES/.magibake/state, or ~/.local/state/magibake/state for the embedded
-profiles; $MAGIBAKE_STATE overrides) and are generated on first use. Keep
-that directory: it is the nodes' identity across reflashes.`,
+profiles; $MAGIBAKE_STATE overrides); the first build of a node makes its
+key. Keep that directory: it is the nodes' identity across reflashes.
+known-hosts only reads it: a node not built yet has no line, and stderr
+names it.`,
 		Example: `  magibake known-hosts >> ~/.ssh/known_hosts
   magibake known-hosts --profiles ~/cluster`,
 		Args: argsRule(cobra.NoArgs),
@@ -27,16 +31,20 @@ that directory: it is the nodes' identity across reflashes.`,
 			s.Log = cmd.ErrOrStderr()
 			c, err := s.Cluster()
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
-			g, err := s.HostKeys(c)
+			keys, gen, err := s.HostKeys(c)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
-			if err := build.SaveHostKeys(g, s.Log); err != nil {
-				return build.InputError(err)
+			if missing := gen.Nodes(); len(missing) > 0 {
+				for _, n := range missing {
+					delete(keys, n)
+				}
+				fmt.Fprintf(s.Log, "note: no SSH host key yet for %s in %s: `magibake build` makes a node's key with its first card\n",
+					strings.Join(missing, ", "), gen.Dir())
 			}
-			_, err = fmt.Fprint(cmd.OutOrStdout(), hostkey.KnownHosts(c))
+			_, err = fmt.Fprint(cmd.OutOrStdout(), hostkey.KnownHosts(c, keys))
 			return err
 		},
 	}

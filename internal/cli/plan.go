@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/plan"
 )
 
@@ -23,12 +24,12 @@ func newPlan() *cobra.Command {
 			warnSecretFiles(cmd.ErrOrStderr(), s)
 			mtime, err := build.MTime(nil)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			s.Log = cmd.ErrOrStderr()
 			p, _, err := s.Plan(args[0], mtime)
 			if err != nil {
-				return build.InputError(err)
+				return fault.InputError(err)
 			}
 			return plan.Print(cmd.OutOrStdout(), p, opt)
 		},

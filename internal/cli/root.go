@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/output"
 )
 
@@ -86,11 +86,11 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			return build.UsageError(fmt.Errorf("unknown command %q for %q; see `magibake --help`", args[0], cmd.CommandPath()))
+			return fault.UsageError(fmt.Errorf("unknown command %q for %q; see `magibake --help`", args[0], cmd.CommandPath()))
 		},
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return build.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+		return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -100,7 +100,7 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 }
 
 // Execute runs the root command and returns the process exit code, decided
-// in this one place from the error's build.Class: 0 success, 1 internal
+// in this one place from the error's fault.Class: 0 success, 1 internal
 // error, 2 usage error, 3 bad input, 130 interrupted.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
@@ -109,18 +109,18 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	switch build.ClassOf(err) {
-	case build.Interrupted:
+	switch fault.Of(err) {
+	case fault.Interrupted:
 		if errors.Is(err, output.ErrNotTakenBack) {
 			printErr(stderr, fmt.Errorf("interrupted: %w", err))
 		} else {
 			fmt.Fprintln(stderr, "magibake: interrupted; no output was written")
 		}
 		return 130
-	case build.Usage:
+	case fault.Usage:
 		printErr(stderr, err)
 		return 2
-	case build.Input:
+	case fault.Input:
 		printErr(stderr, err)
 		return 3
 	}
@@ -140,7 +140,7 @@ func printErr(w io.Writer, err error) {
 func argsRule(rule cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := rule(cmd, args); err != nil {
-			return build.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+			return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
 		}
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/overlay"
 	"github.com/magibake/magibake/internal/profile"
 )
@@ -47,9 +48,9 @@ as for build.`,
 			warnNoWiFi(cmd.ErrOrStderr(), s, c)
 			if len(problems) > 0 {
 				if c == nil && trees != nil {
-					return build.InputError(fmt.Errorf("%d problem(s); the overlays were not rendered because the profiles do not load", len(problems)))
+					return fault.InputError(fmt.Errorf("%d problem(s); the overlays were not rendered because the profiles do not load", len(problems)))
 				}
-				return build.InputError(fmt.Errorf("%d problem(s)", len(problems)))
+				return fault.InputError(fmt.Errorf("%d problem(s)", len(problems)))
 			}
 			fmt.Fprintf(out, "ok: %d nodes (%s), every overlay file renders for each\n", len(c.Nodes), nodeNames(c.Nodes))
 			return nil

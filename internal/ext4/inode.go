@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // Inode flags and mode bits.
@@ -212,7 +214,7 @@ func (f *FS) readInode(ino uint32) (*inode, error) {
 		} else {
 			want &= 0xFFFF
 		}
-		if got != want && !isZero(in.b) {
+		if got != want && !zeros.All(in.b) {
 			return nil, errCorrupt("inode %d: checksum %#x, expected %#x", ino, got, want)
 		}
 	}
@@ -263,13 +265,4 @@ func (f *FS) newInode(parentIno uint32, ifmt uint16, perm fs.FileMode, uid, gid 
 	in.put32(0x64, ino*0x9E3779B9)
 	in.setTimes(t)
 	return in, nil
-}
-
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

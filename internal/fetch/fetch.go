@@ -20,6 +20,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/magibake/magibake/internal/bytesize"
+	"github.com/magibake/magibake/internal/ctxio"
 )
 
 // ErrChecksum marks a download whose sha256 is not the pinned one.
@@ -91,7 +94,7 @@ func (f *Fetcher) FetchFrom(ctx context.Context, rawURL, sum, pinnedBy string) (
 	}
 	final := f.Path(rawURL, sum)
 	if p, ok := f.Cached(rawURL, sum); ok {
-		got, err := hashFile(ctx, p)
+		got, err := ctxio.SHA256File(ctx, p)
 		if err != nil {
 			return "", fmt.Errorf("fetch %s: check cached %s: %w", rawURL, p, err)
 		}
@@ -168,7 +171,7 @@ func (d *download) run(ctx context.Context) error {
 	if d.dropPart(); d.have == 0 {
 		return fmt.Errorf("fetch %s: %w (after %d attempts)", d.url, last, attempts)
 	}
-	return fmt.Errorf("fetch %s: %w (after %d attempts; the partial download %s, %s, is kept: run magibake fetch to resume)", d.url, last, attempts, d.part, size(d.have))
+	return fmt.Errorf("fetch %s: %w (after %d attempts; the partial download %s, %s, is kept: run magibake fetch to resume)", d.url, last, attempts, d.part, bytesize.Format(d.have))
 }
 
 // dropPart deletes the .part file when no later run could use it: it is
@@ -200,7 +203,7 @@ func (d *download) open(ctx context.Context) error {
 		return fmt.Errorf("fetch %s: %w", d.url, err)
 	}
 	defer fh.Close()
-	n, err := io.Copy(d.h, &ctxReader{ctx, fh})
+	n, err := io.Copy(d.h, ctxio.Reader(ctx, fh))
 	if err != nil {
 		return fmt.Errorf("fetch %s: read %s: %w", d.url, d.part, err)
 	}
@@ -290,14 +293,14 @@ func (d *download) attempt(ctx context.Context) (done bool, err error) {
 		}
 		if rerr != nil {
 			out.Close()
-			return false, d.short(resp.StatusCode, fmt.Errorf("connection lost at %s: %w", size(d.have), rerr))
+			return false, d.short(resp.StatusCode, fmt.Errorf("connection lost at %s: %w", bytesize.Format(d.have), rerr))
 		}
 	}
 	if err := out.Close(); err != nil {
 		return false, permanent{fmt.Errorf("write %s: %w", d.part, err)}
 	}
 	if d.total >= 0 && d.have < d.total {
-		return false, d.short(resp.StatusCode, fmt.Errorf("connection closed at %s of %s", size(d.have), size(d.total)))
+		return false, d.short(resp.StatusCode, fmt.Errorf("connection closed at %s of %s", bytesize.Format(d.have), bytesize.Format(d.total)))
 	}
 	d.endLine()
 	return true, nil
@@ -338,9 +341,9 @@ func (d *download) progress() {
 func (d *download) draw(now time.Time) {
 	rate := float64(d.have-d.resumedFrom) / now.Sub(d.start).Seconds()
 	if d.total > 0 {
-		fmt.Fprintf(d.f.Log, "\r%s: %s of %s (%d%%), %s/s   ", d.name, size(d.have), size(d.total), d.have*100/d.total, size(int64(rate)))
+		fmt.Fprintf(d.f.Log, "\r%s: %s of %s (%d%%), %s/s   ", d.name, bytesize.Format(d.have), bytesize.Format(d.total), d.have*100/d.total, bytesize.Format(int64(rate)))
 	} else {
-		fmt.Fprintf(d.f.Log, "\r%s: %s, %s/s   ", d.name, size(d.have), size(int64(rate)))
+		fmt.Fprintf(d.f.Log, "\r%s: %s, %s/s   ", d.name, bytesize.Format(d.have), bytesize.Format(int64(rate)))
 	}
 }
 
@@ -361,7 +364,7 @@ func (f *Fetcher) summary(format string, a ...any) {
 func (f *Fetcher) done(d *download, final string) {
 	var notes []string
 	if d.resumedAt > 0 {
-		notes = append(notes, "resumed at "+size(d.resumedAt))
+		notes = append(notes, "resumed at "+bytesize.Format(d.resumedAt))
 	}
 	if d.restarts > 0 {
 		notes = append(notes, "server does not resume; restarted")
@@ -370,42 +373,5 @@ func (f *Fetcher) done(d *download, final string) {
 	if len(notes) > 0 {
 		extra = ", " + strings.Join(notes, ", ")
 	}
-	f.summary("fetched %s (%s in %.1fs%s), sha256 ok -> %s\n", d.url, size(d.have), time.Since(d.start).Seconds(), extra, final)
-}
-
-func hashFile(ctx context.Context, p string) (string, error) {
-	fh, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, &ctxReader{ctx, fh}); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+	f.summary("fetched %s (%s in %.1fs%s), sha256 ok -> %s\n", d.url, bytesize.Format(d.have), time.Since(d.start).Seconds(), extra, final)
 }

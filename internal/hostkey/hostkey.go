@@ -47,14 +47,26 @@ func Dir(profilesDir string, getenv func(string) string) (string, error) {
 	return filepath.Join(home, ".local", "state", "magibake", "state"), nil
 }
 
-// Attach sets the host key of every node of c from dir/NODE/. Keys that do
-// not exist yet are made in memory; they reach dir only with Save, so a
-// command that fails leaves no state behind.
-func Attach(c *profile.Cluster, dir string) (*Generated, error) {
+// Key is an SSH host key pair as sshd reads it from /etc/ssh.
+type Key struct {
+	Private string // OpenSSH private key file, PEM, newline-terminated
+	Public  string // "ssh-ed25519 AAAA... root@NODE", newline-terminated
+}
+
+// Keys are the host keys of a cluster's nodes, by hostname. They are kept
+// apart from the profiles, which describe what the owner wrote: a key is
+// state, and its private half a secret.
+type Keys map[string]Key
+
+// Load reads the key of every node of c from dir/NODE/ and never writes:
+// a key that does not exist yet is made in memory and listed in the
+// Generated, which only Save writes, so a command that fails, or one that
+// only shows what a build would do, leaves no state behind.
+func Load(c *profile.Cluster, dir string) (Keys, *Generated, error) {
+	keys := Keys{}
 	g := &Generated{dir: dir}
-	for i := range c.Nodes {
-		n := &c.Nodes[i]
-		k, err := Load(dir, n.Hostname)
+	for _, n := range c.Nodes {
+		k, err := Read(dir, n.Hostname)
 		if errors.Is(err, fs.ErrNotExist) {
 			if k, err = New(n.Hostname, rand.Reader); err == nil {
 				g.nodes = append(g.nodes, n.Hostname)
@@ -62,18 +74,18 @@ func Attach(c *profile.Cluster, dir string) (*Generated, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		n.HostKey = k
+		keys[n.Hostname] = k
 	}
-	return g, nil
+	return keys, g, nil
 }
 
-// Generated holds the keys Attach made, not yet saved.
+// Generated holds the keys Load made, not yet saved.
 type Generated struct {
 	dir   string
 	nodes []string
-	keys  []profile.HostKey
+	keys  []Key
 }
 
 // Nodes returns the names of the nodes whose key was made now.
@@ -95,55 +107,55 @@ func (g *Generated) Save() error {
 }
 
 // New makes an ed25519 host key for node from the randomness in r.
-func New(node string, r io.Reader) (profile.HostKey, error) {
+func New(node string, r io.Reader) (Key, error) {
 	_, priv, err := ed25519.GenerateKey(r)
 	if err != nil {
-		return profile.HostKey{}, fmt.Errorf("host key for %s: %w", node, err)
+		return Key{}, fmt.Errorf("host key for %s: %w", node, err)
 	}
 	return encode(node, priv)
 }
 
-func encode(node string, priv ed25519.PrivateKey) (profile.HostKey, error) {
+func encode(node string, priv ed25519.PrivateKey) (Key, error) {
 	comment := "root@" + node
 	block, err := ssh.MarshalPrivateKey(priv, comment)
 	if err != nil {
-		return profile.HostKey{}, fmt.Errorf("host key for %s: %w", node, err)
+		return Key{}, fmt.Errorf("host key for %s: %w", node, err)
 	}
 	pub, err := ssh.NewPublicKey(priv.Public())
 	if err != nil {
-		return profile.HostKey{}, fmt.Errorf("host key for %s: %w", node, err)
+		return Key{}, fmt.Errorf("host key for %s: %w", node, err)
 	}
 	line := strings.TrimSuffix(string(ssh.MarshalAuthorizedKey(pub)), "\n") + " " + comment + "\n"
-	return profile.HostKey{Private: string(pem.EncodeToMemory(block)), Public: line}, nil
+	return Key{Private: string(pem.EncodeToMemory(block)), Public: line}, nil
 }
 
-// Load reads node's key from dir/NODE/. A missing key is fs.ErrNotExist; a
+// Read reads node's key from dir/NODE/. A missing key is fs.ErrNotExist; a
 // key readable by others, unparsable, or whose .pub does not match is an
 // error naming the file.
-func Load(dir, node string) (profile.HostKey, error) {
+func Read(dir, node string) (Key, error) {
 	path := filepath.Join(dir, node, File)
 	st, err := os.Stat(path)
 	if err != nil {
-		return profile.HostKey{}, err
+		return Key{}, err
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return profile.HostKey{}, fmt.Errorf("%s: mode %04o lets others read this private host key; run chmod 600 %s", path, st.Mode().Perm(), path)
+		return Key{}, fmt.Errorf("%s: mode %04o lets others read this private host key; run chmod 600 %s", path, st.Mode().Perm(), path)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return profile.HostKey{}, err
+		return Key{}, err
 	}
 	key, err := ssh.ParseRawPrivateKey(raw)
 	if err != nil {
-		return profile.HostKey{}, fmt.Errorf("%s: not an OpenSSH private key: %w", path, err)
+		return Key{}, fmt.Errorf("%s: not an OpenSSH private key: %w", path, err)
 	}
 	priv, ok := key.(*ed25519.PrivateKey)
 	if !ok {
-		return profile.HostKey{}, fmt.Errorf("%s: a %T, want an ed25519 key", path, key)
+		return Key{}, fmt.Errorf("%s: a %T, want an ed25519 key", path, key)
 	}
 	k, err := encode(node, *priv)
 	if err != nil {
-		return profile.HostKey{}, err
+		return Key{}, err
 	}
 	// Keep the file's own bytes: re-encoding draws a fresh check value.
 	k.Private = string(raw)
@@ -151,12 +163,12 @@ func Load(dir, node string) (profile.HostKey, error) {
 	pubRaw, err := os.ReadFile(pubPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return profile.HostKey{}, fmt.Errorf("%s: missing beside its private key (delete both to get a new key, or restore it)", pubPath)
+			return Key{}, fmt.Errorf("%s: missing beside its private key (delete both to get a new key, or restore it)", pubPath)
 		}
-		return profile.HostKey{}, fmt.Errorf("%s: %v", pubPath, errors.Unwrap(err))
+		return Key{}, fmt.Errorf("%s: %v", pubPath, errors.Unwrap(err))
 	}
 	if !samePublic(pubRaw, k.Public) {
-		return profile.HostKey{}, fmt.Errorf("%s: does not match the private key %s", pubPath, path)
+		return Key{}, fmt.Errorf("%s: does not match the private key %s", pubPath, path)
 	}
 	return k, nil
 }
@@ -168,7 +180,7 @@ func samePublic(a []byte, b string) bool {
 	return len(fa) >= 2 && len(fb) >= 2 && string(fa[0]) == fb[0] && string(fa[1]) == fb[1]
 }
 
-func save(dir, node string, k profile.HostKey) error {
+func save(dir, node string, k Key) error {
 	d := filepath.Join(dir, node)
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return fmt.Errorf("host key state: %w", err)
@@ -199,10 +211,11 @@ func save(dir, node string, k profile.HostKey) error {
 
 // KnownHosts returns one ~/.ssh/known_hosts line per node with a key: its
 // name, NAME.DOMAIN, and its cluster address when it has a fixed one.
-func KnownHosts(c *profile.Cluster) string {
+func KnownHosts(c *profile.Cluster, keys Keys) string {
 	var b strings.Builder
 	for _, n := range c.Nodes {
-		if n.HostKey.Public == "" {
+		k, ok := keys[n.Hostname]
+		if !ok || k.Public == "" {
 			continue
 		}
 		names := []string{n.Hostname}
@@ -212,7 +225,7 @@ func KnownHosts(c *profile.Cluster) string {
 		if n.Address.IsValid() {
 			names = append(names, n.Address.String())
 		}
-		f := strings.Fields(n.HostKey.Public)
+		f := strings.Fields(k.Public)
 		fmt.Fprintf(&b, "%s %s %s\n", strings.Join(names, ","), f[0], f[1])
 	}
 	return b.String()

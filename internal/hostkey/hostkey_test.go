@@ -19,12 +19,12 @@ func cluster() *profile.Cluster {
 	return c
 }
 
-// TestAttachGeneratesOnceThenKeeps: the first call makes the keys, every
+// TestLoadGeneratesOnceThenKeeps: the first call makes the keys, every
 // later call (a rebake, a reflash) returns the very same files.
-func TestAttachGeneratesOnceThenKeeps(t *testing.T) {
+func TestLoadGeneratesOnceThenKeeps(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".magibake", "state")
-	c1 := cluster()
-	gen, err := Attach(c1, dir)
+	c := cluster()
+	k1, gen, err := Load(c, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,28 +32,27 @@ func TestAttachGeneratesOnceThenKeeps(t *testing.T) {
 		t.Errorf("generated %v, want both nodes", gen.Nodes())
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("Attach wrote to %s before Save: %v", dir, err)
+		t.Fatalf("Load wrote to %s before Save: %v", dir, err)
 	}
 	if err := gen.Save(); err != nil {
 		t.Fatal(err)
 	}
-	c2 := cluster()
-	gen, err = Attach(c2, dir)
+	k2, gen, err := Load(c, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(gen.Nodes()) != 0 {
-		t.Errorf("second Attach generated %v", gen.Nodes())
+		t.Errorf("second Load generated %v", gen.Nodes())
 	}
-	for i := range c1.Nodes {
-		if c1.Nodes[i].HostKey != c2.Nodes[i].HostKey {
-			t.Errorf("%s: key changed between two loads", c1.Nodes[i].Hostname)
+	for _, n := range c.Nodes {
+		if k1[n.Hostname] != k2[n.Hostname] {
+			t.Errorf("%s: key changed between two loads", n.Hostname)
 		}
 	}
-	if c1.Nodes[0].HostKey == c1.Nodes[1].HostKey {
+	if k1["caspar"] == k1["balthasar"] {
 		t.Error("two nodes got the same key")
 	}
-	for _, n := range c1.Nodes {
+	for _, n := range c.Nodes {
 		key := filepath.Join(dir, n.Hostname, File)
 		for path, want := range map[string]os.FileMode{filepath.Dir(key): 0o700 | os.ModeDir, key: 0o600, key + ".pub": 0o644} {
 			st, err := os.Stat(path)
@@ -64,7 +63,7 @@ func TestAttachGeneratesOnceThenKeeps(t *testing.T) {
 				t.Errorf("%s: mode %v, want %v", path, st.Mode(), want)
 			}
 		}
-		if got, _ := os.ReadFile(key); string(got) != n.HostKey.Private {
+		if got, _ := os.ReadFile(key); string(got) != k1[n.Hostname].Private {
 			t.Errorf("%s: the file is not the attached key", key)
 		}
 	}
@@ -79,20 +78,21 @@ func TestOpenSSHReadsTheKeys(t *testing.T) {
 	dir := t.TempDir()
 	c := cluster()
 	c.Nodes[0].Address = mustAddr(t, "10.3.50.1")
-	attach(t, c, dir)
+	keys := load(t, c, dir)
 	for _, n := range c.Nodes {
 		out, err := exec.Command("ssh-keygen", "-y", "-f", filepath.Join(dir, n.Hostname, File)).CombinedOutput()
 		if err != nil {
 			t.Fatalf("ssh-keygen -y: %v\n%s", err, out)
 		}
-		if !samePublic(out, n.HostKey.Public) {
-			t.Errorf("%s: ssh-keygen -y gives %q, we wrote %q", n.Hostname, out, n.HostKey.Public)
+		pub := keys[n.Hostname].Public
+		if !samePublic(out, pub) {
+			t.Errorf("%s: ssh-keygen -y gives %q, we wrote %q", n.Hostname, out, pub)
 		}
-		if !strings.HasSuffix(strings.TrimSpace(n.HostKey.Public), " root@"+n.Hostname) {
-			t.Errorf("%s: public key comment: %q", n.Hostname, n.HostKey.Public)
+		if !strings.HasSuffix(strings.TrimSpace(pub), " root@"+n.Hostname) {
+			t.Errorf("%s: public key comment: %q", n.Hostname, pub)
 		}
 	}
-	kh := KnownHosts(c)
+	kh := KnownHosts(c, keys)
 	want := "caspar,caspar.cluster,10.3.50.1 ssh-ed25519 "
 	if !strings.HasPrefix(kh, want) || strings.Count(kh, "\n") != 2 || !strings.Contains(kh, "\nbalthasar,balthasar.cluster ssh-ed25519 ") {
 		t.Errorf("known_hosts:\n%s", kh)
@@ -129,10 +129,10 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			attach(t, cluster(), dir)
+			load(t, cluster(), dir)
 			key := filepath.Join(dir, "caspar", File)
 			tc.mangle(t, key)
-			_, err := Attach(cluster(), dir)
+			_, _, err := Load(cluster(), dir)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), key) {
 				t.Errorf("got %v, want an error naming %s with %q", err, key, tc.wantErr)
 			}
@@ -182,27 +182,27 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 	return a
 }
 
-func attach(t *testing.T, c *profile.Cluster, dir string) {
+func load(t *testing.T, c *profile.Cluster, dir string) Keys {
 	t.Helper()
-	g, err := Attach(c, dir)
+	keys, g, err := Load(c, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := g.Save(); err != nil {
 		t.Fatal(err)
 	}
+	return keys
 }
 
 // Two runs that both made a key for a node: the second to save is told,
 // and the saved key stays the first one.
 func TestSaveRace(t *testing.T) {
 	dir := t.TempDir()
-	a, b := cluster(), cluster()
-	ga, err := Attach(a, dir)
+	a, ga, err := Load(cluster(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gb, err := Attach(b, dir)
+	_, gb, err := Load(cluster(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +213,8 @@ func TestSaveRace(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "another magibake saved a host key for caspar") {
 		t.Fatalf("second save: %v", err)
 	}
-	k, err := Load(dir, "caspar")
-	if err != nil || k != a.Nodes[0].HostKey {
+	k, err := Read(dir, "caspar")
+	if err != nil || k != a["caspar"] {
 		t.Errorf("saved key is not the first run's: %v", err)
 	}
 }

@@ -16,9 +16,12 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/ulikunitz/xz"
+
+	"github.com/magibake/magibake/internal/ctxio"
 	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/internal/xzra"
-	"github.com/ulikunitz/xz"
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // ErrBadBase marks a base image that cannot be used; the message says why.
@@ -204,22 +207,19 @@ func maxBlock(idx *xzra.Index) int64 {
 	return m
 }
 
-// XZ returns the base's .img.xz file and its block index when it is an
+// CompressedBlocks returns the base's .img.xz file and its block index when it is an
 // .img.xz of several blocks, so that an .img.xz output can copy the blocks
 // a bake leaves untouched instead of compressing them again; nil otherwise.
-func (b *Base) XZ() (io.ReaderAt, *xzra.Index) {
+func (b *Base) CompressedBlocks() (io.ReaderAt, *xzra.Index) {
 	if b.xz == nil {
 		return nil, nil
 	}
 	return b.xzFile, b.xz
 }
 
+// hashFile is the sha256 of all of f, wherever its offset stands.
 func hashFile(ctx context.Context, f *os.File) (string, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, &ctxReader{ctx, io.NewSectionReader(f, 0, 1<<62)}); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return ctxio.SHA256(ctx, io.NewSectionReader(f, 0, 1<<62))
 }
 
 // decompressAny decompresses the .img.xz f into a temp file in dir, in
@@ -322,7 +322,7 @@ func decompress(ctx context.Context, f *os.File, in io.ReaderAt, path, tempDir s
 		return nil, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
 	}
 	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name(), lock: lock}
-	size, err := copySparse(tmp, &ctxReader{ctx, zr})
+	size, err := copySparse(tmp, ctxio.Reader(ctx, zr))
 	if err == nil && !endsWithFooter(f) {
 		// ulikunitz/xz reports a stream cut right after its header as a
 		// clean, empty end; every complete stream ends with the footer magic.
@@ -383,7 +383,7 @@ func copySparse(f *os.File, r io.Reader) (int64, error) {
 			m, err = r.Read(buf[n:])
 			n += m
 		}
-		if n > 0 && !allZero(buf[:n]) {
+		if n > 0 && !zeros.All(buf[:n]) {
 			if _, werr := f.WriteAt(buf[:n], off); werr != nil {
 				return off, werr
 			}
@@ -396,21 +396,6 @@ func copySparse(f *os.File, r io.Reader) (int64, error) {
 			return off, err
 		}
 	}
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // File is the plain file holding the raw disk bytes (the .img, or the
@@ -440,17 +425,4 @@ func (b *Base) Close() error {
 	}
 	b.lock.Release()
 	return err
-}
-
-// ctxReader stops a long copy when the context is cancelled (Ctrl-C).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -112,8 +112,8 @@ func TestOnDemand(t *testing.T) {
 		if _, err := b.ReadAt(got, 0); err != nil || !bytes.Equal(got, disk) {
 			t.Fatalf("content differs (err %v)", err)
 		}
-		if file, idx := b.XZ(); file == nil || idx == nil || len(idx.Blocks) != 6 {
-			t.Errorf("XZ() gives no index of 6 blocks")
+		if file, idx := b.CompressedBlocks(); file == nil || idx == nil || len(idx.Blocks) != 6 {
+			t.Errorf("CompressedBlocks() gives no index of 6 blocks")
 		}
 		return b
 	}
@@ -154,7 +154,7 @@ func TestOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if file, idx := b.XZ(); b.OnDemand || !b.Verified || file != nil || idx != nil {
+	if file, idx := b.CompressedBlocks(); b.OnDemand || !b.Verified || file != nil || idx != nil {
 		t.Errorf("single block: OnDemand %v Verified %v XZ %v %v", b.OnDemand, b.Verified, file, idx)
 	}
 }
@@ -194,7 +194,7 @@ func TestRememberedSum(t *testing.T) {
 	if b.SHA256 != fake {
 		t.Errorf("sum %s, want the remembered %s", b.SHA256, fake)
 	}
-	if f, idx := b.XZ(); f != nil || idx != nil {
+	if f, idx := b.CompressedBlocks(); f != nil || idx != nil {
 		t.Error("blocks of a file known only by a remembered sum are offered for copying")
 	}
 	if got := open(xzPath, true).SHA256; got != real {

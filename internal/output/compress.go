@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/magibake/magibake/internal/ctxio"
 )
 
 // Format is the encoding of an output file, chosen by its name.
@@ -107,19 +109,6 @@ func stageCompressed(ctx context.Context, path string, src io.ReaderAt, size int
 	return &Staged{path: path, tmp: tmp.Name(), lock: lock}, nil
 }
 
-// ctxReader stops a long copy when ctx is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 // progressReader reports to fn how many bytes were read through it.
 type progressReader struct {
 	r     io.Reader
@@ -144,7 +133,7 @@ func encodeZstd(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, p
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
 	h := sha256.New()
-	in := io.TeeReader(&progressReader{r: ctxReader{ctx, io.NewSectionReader(src, 0, size)}, total: size, fn: progress}, h)
+	in := io.TeeReader(&progressReader{r: ctxio.Reader(ctx, io.NewSectionReader(src, 0, size)), total: size, fn: progress}, h)
 	if _, err := io.CopyBuffer(zw, in, make([]byte, 4<<20)); err != nil {
 		zw.Close()
 		return nil, err
@@ -154,7 +143,7 @@ func encodeZstd(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, p
 	}
 	want := h.Sum(nil)
 	return func(ctx context.Context, r io.ReaderAt, fileSize int64) error {
-		zr, err := zstd.NewReader(ctxReader{ctx, io.NewSectionReader(r, 0, fileSize)},
+		zr, err := zstd.NewReader(ctxio.Reader(ctx, io.NewSectionReader(r, 0, fileSize)),
 			zstd.WithDecoderConcurrency(workers()), zstd.WithDecoderLowmem(true))
 		if err != nil {
 			return fmt.Errorf("zstd: %w", err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // layered is a card over a sparse base file with some ranges changed.
@@ -54,7 +56,7 @@ func TestLayeredOutput(t *testing.T) {
 	}
 	defer base.Close()
 	for off := 0; off < size; off += 4096 {
-		if !allZero(img[off : off+4096]) {
+		if !zeros.All(img[off : off+4096]) {
 			base.WriteAt(img[off:off+4096], int64(off))
 		}
 	}

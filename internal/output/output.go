@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/magibake/magibake/internal/tempfile"
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // chunk is the unit of the sparse copy: all-zero chunks become holes.
@@ -140,7 +141,7 @@ func copySparse(ctx context.Context, tmp *os.File, src io.ReaderAt, size int64, 
 			return fmt.Errorf("read image at %d: %w", off, err)
 		}
 		progress(off+int64(n), size)
-		if allZero(buf[:n]) {
+		if zeros.All(buf[:n]) {
 			continue
 		}
 		if _, err := tmp.WriteAt(buf[:n], off); err != nil {
@@ -424,19 +425,4 @@ func unwrapPath(err error) error {
 		return le.Err
 	}
 	return err
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

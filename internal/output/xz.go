@@ -13,8 +13,10 @@ import (
 	"math/bits"
 	"sync"
 
-	"github.com/magibake/magibake/internal/xzra"
 	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/magibake/magibake/internal/xzra"
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // The .xz output is one xz stream of independent LZMA2 blocks, each at
@@ -258,7 +260,7 @@ type zeroBlocks struct {
 
 // compressBlock fills b with the xz block of p, with a check of checkType.
 func compressBlock(p []byte, b *xzBlockOut, zero *zeroBlocks, checkType byte) error {
-	if allZero(p) {
+	if zeros.All(p) {
 		zero.mu.Lock()
 		defer zero.mu.Unlock()
 		if z, ok := zero.outs[len(p)]; ok {

@@ -35,6 +35,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/internal/redact"
@@ -66,24 +67,29 @@ func (t Tree) source(name string) string {
 
 // Data is what templates see.
 type Data struct {
-	Node    *profile.Node
+	Node *profile.Node
+	// HostKey is Node's SSH host key (internal/hostkey): state kept beside
+	// the profiles, not part of them.
+	HostKey hostkey.Key
 	Cluster *profile.Cluster
 	Head    *profile.Node
 	Workers []profile.Node
 }
 
-// Render builds the Plan for node from the trees, in order.
-func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) (*plan.Plan, error) {
+// Render builds the Plan for node from the trees, in order, with the
+// nodes' host keys.
+func Render(c *profile.Cluster, keys hostkey.Keys, nodeName string, trees []Tree, mtime time.Time) (*plan.Plan, error) {
 	node, err := c.Node(nodeName)
 	if err != nil {
 		return nil, err
 	}
-	if node.HostKey.Private == "" || node.HostKey.Public == "" {
+	key := keys[node.Hostname]
+	if key.Private == "" || key.Public == "" {
 		// A card without its node's stable key would quietly get a new
 		// identity at first boot: never render one.
-		return nil, fmt.Errorf("node %s: no SSH host key attached (internal/hostkey.Attach)", node.Hostname)
+		return nil, fmt.Errorf("node %s: no SSH host key given (internal/hostkey.Load)", node.Hostname)
 	}
-	data := &Data{Node: node, Cluster: c, Head: c.HeadNode()}
+	data := &Data{Node: node, HostKey: key, Cluster: c, Head: c.HeadNode()}
 	for _, n := range c.Nodes {
 		if n.Role == profile.RoleWorker {
 			data.Workers = append(data.Workers, n)
@@ -103,7 +109,7 @@ func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) 
 		}
 	}
 	enableUnits(ops)
-	p := &plan.Plan{Node: node.Hostname, MTime: mtime, Secrets: Secrets(c, node)}
+	p := &plan.Plan{Node: node.Hostname, MTime: mtime, Secrets: Secrets(c, key)}
 	for _, op := range ops {
 		// Secret by what it holds, whichever template or user overlay
 		// wrote it and whether it called secret or not.
@@ -126,7 +132,7 @@ func Render(c *profile.Cluster, nodeName string, trees []Tree, mtime time.Time) 
 // the overlays write it: the Wi-Fi passphrase (as given and escaped for a
 // keyfile) and the PSK derived from it, the password hash, the node's
 // private host key. Plans mark and mask files by these values.
-func Secrets(c *profile.Cluster, node *profile.Node) *redact.Secrets {
+func Secrets(c *profile.Cluster, key hostkey.Key) *redact.Secrets {
 	values := c.SecretValues()
 	if w := c.WiFi; w != nil && w.Passphrase != "" {
 		values = append(values, keyfileString(w.Passphrase))
@@ -134,7 +140,7 @@ func Secrets(c *profile.Cluster, node *profile.Node) *redact.Secrets {
 			values = append(values, psk)
 		}
 	}
-	if k := node.HostKey.Private; k != "" {
+	if k := key.Private; k != "" {
 		values = append(values, k, strings.TrimSpace(k))
 		// A key written some other way still holds its base64 lines.
 		for _, line := range strings.Split(k, "\n") {

@@ -44,7 +44,7 @@ func defaultCluster(t *testing.T) *profile.Cluster {
 // testHostKey is a fixed key per node from testdata/hostkeys (made with
 // ssh-keygen, test use only), so that golden plans do not change from run
 // to run.
-func testHostKey(t *testing.T, node string) profile.HostKey {
+func testHostKey(t *testing.T, node string) hostkey.Key {
 	t.Helper()
 	path := filepath.Join("testdata", "hostkeys", node, hostkey.File)
 	priv, err := os.ReadFile(path)
@@ -55,17 +55,16 @@ func testHostKey(t *testing.T, node string) profile.HostKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return profile.HostKey{Private: string(priv), Public: string(pub)}
+	return hostkey.Key{Private: string(priv), Public: string(pub)}
 }
 
 func render(t *testing.T, c *profile.Cluster, node string) *plan.Plan {
 	t.Helper()
-	for i := range c.Nodes {
-		if c.Nodes[i].HostKey.Public == "" {
-			c.Nodes[i].HostKey = testHostKey(t, c.Nodes[i].Hostname)
-		}
+	keys := hostkey.Keys{}
+	for _, n := range c.Nodes {
+		keys[n.Hostname] = testHostKey(t, n.Hostname)
 	}
-	p, err := Render(c, node, []Tree{{FS: overlays.FS, Display: "overlays"}}, mtime)
+	p, err := Render(c, keys, node, []Tree{{FS: overlays.FS, Display: "overlays"}}, mtime)
 	if err != nil {
 		t.Fatal(err)
 	}

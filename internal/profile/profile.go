@@ -92,15 +92,6 @@ type Node struct {
 	MAC      net.HardwareAddr // nil when absent
 	Address  netip.Addr       // head: Head.Addr(); worker: fixed address or zero
 	Source   string           // display path of its file
-	// HostKey is the node's SSH host key, from the state directory beside
-	// the profiles (internal/hostkey attaches it); empty until then.
-	HostKey HostKey
-}
-
-// HostKey is an SSH host key pair as sshd reads it from /etc/ssh.
-type HostKey struct {
-	Private string // OpenSSH private key file, PEM, newline-terminated
-	Public  string // "ssh-ed25519 AAAA... root@NODE", newline-terminated
 }
 
 // Options says where secrets referenced by a profile are read from.

@@ -11,8 +11,10 @@ import (
 	"hash/crc64"
 	"io"
 
-	"github.com/magibake/magibake/internal/lzma2"
 	"github.com/ulikunitz/xz/lzma"
+
+	"github.com/magibake/magibake/internal/lzma2"
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 const lzma2FilterID = 0x21
@@ -93,7 +95,7 @@ func decodeBlock(r io.ReaderAt, b Block, i int, w io.Writer, buf []byte) error {
 	if _, err := r.ReadAt(tail, b.Offset+hlen+compLen); err != nil {
 		return errorf("block %d: read check: %v", i, err)
 	}
-	if !allZero(tail[:pad]) {
+	if !zeros.All(tail[:pad]) {
 		return errorf("block %d: non-zero block padding", i)
 	}
 	if sum != nil && !bytes.Equal(tail[pad:], stored(sum, b.Check)) {
@@ -251,7 +253,7 @@ func parseBlockHeader(p []byte, i int, compLen, uncompLen int64) (int64, error) 
 		}
 		dictCap = dc
 	}
-	if !allZero(p) {
+	if !zeros.All(p) {
 		return 0, errorf("block %d: non-zero header padding", i)
 	}
 	return dictCap, nil

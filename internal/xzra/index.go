@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // ErrFormat marks input that is not a well-formed xz file this package can
@@ -251,7 +253,7 @@ func parseIndex(raw []byte, at int64) ([]Block, error) {
 		}
 		blocks[i] = Block{UnpaddedSize: int64(unpadded), UncompressedSize: int64(uncomp)}
 	}
-	if len(p) > 3 || !allZero(p) {
+	if len(p) > 3 || !zeros.All(p) {
 		return nil, bad("bad padding after the records")
 	}
 	return blocks, nil
@@ -272,13 +274,4 @@ func uvarint(p []byte) (uint64, int) {
 		}
 	}
 	return 0, -1
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }

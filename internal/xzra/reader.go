@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+
+	"github.com/magibake/magibake/internal/zeros"
 )
 
 // copyBuf is the size of the scratch buffer each decoding goroutine uses.
@@ -129,23 +131,13 @@ func (w *offsetWriter) Write(p []byte) (int, error) {
 	if err := w.ctx.Err(); err != nil {
 		return 0, context.Cause(w.ctx)
 	}
-	if !w.sparse || !isZero(p) {
+	if !w.sparse || !zeros.All(p) {
 		if _, err := w.dst.WriteAt(p, w.off); err != nil {
 			return 0, err
 		}
 	}
 	w.off += int64(len(p))
 	return len(p), nil
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	return allZero(b)
 }
 
 // NewStream returns the decompressed data in order, decoding up to n blocks

@@ -1,13 +1,13 @@
-package build
+// Package fault says whose fault a failure is (the command line, the user's
+// input or host, magibake itself, or an interruption); build and every
+// command mark their errors with it and the CLI turns it into the exit code.
+package fault
 
 import (
 	"context"
 	"errors"
 	"io/fs"
 	"syscall"
-
-	"github.com/magibake/magibake/internal/bake"
-	"github.com/magibake/magibake/internal/ext4"
 )
 
 // Class says whose fault a failure is; the CLI turns it into the exit code.
@@ -37,9 +37,9 @@ type Error struct {
 func (e *Error) Error() string { return e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
-// ClassOf returns the class of err: Interrupted when the context was
-// cancelled anywhere below, else the outermost *Error's class, else Internal.
-func ClassOf(err error) Class {
+// Of returns the class of err: Interrupted when the context was cancelled
+// anywhere below, else the outermost *Error's class, else Internal.
+func Of(err error) Class {
 	if errors.Is(err, context.Canceled) {
 		return Interrupted
 	}
@@ -51,38 +51,28 @@ func ClassOf(err error) Class {
 }
 
 // UsageError marks err as a command-line mistake.
-func UsageError(err error) error { return classed(Usage, err) }
+func UsageError(err error) error { return Classed(Usage, err) }
 
 // InputError marks err as a problem with the user's input or host.
-func InputError(err error) error { return classed(Input, err) }
+func InputError(err error) error { return Classed(Input, err) }
 
-func classed(c Class, err error) error {
+// Classed marks err with class c; nil stays nil and a cancellation stays
+// unmarked, so it is always reported as an interruption.
+func Classed(c Class, err error) error {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return err
 	}
 	return &Error{Class: c, Err: err}
 }
 
-// hostInput says whether an I/O error is the host's state (disk full,
-// read-only file system, permissions), which the user can fix, rather than
-// something magibake did wrong.
-func hostInput(err error) bool {
+// HostOrInternal classes an I/O error: the host's state (disk full,
+// read-only file system, permissions) is something the user can fix, so
+// Input; anything else is magibake's, Internal.
+func HostOrInternal(err error) error {
 	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EROFS, syscall.EACCES, syscall.EPERM, fs.ErrPermission} {
 		if errors.Is(err, e) {
-			return true
+			return Classed(Input, err)
 		}
 	}
-	return false
-}
-
-// bakeClass classifies a failure of bake.Apply: the base's root filesystem
-// being full, corrupt, dirty or using features the ext4 writer refuses is
-// the base's problem; anything else is ours.
-func bakeClass(err error) Class {
-	for _, e := range []error{ext4.ErrNoSpace, bake.ErrBootFull, bake.ErrConflict, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
-		if errors.Is(err, e) {
-			return Input
-		}
-	}
-	return Internal
+	return Classed(Internal, err)
 }

@@ -1,0 +1,24 @@
+package bake
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/magibake/magibake/internal/ext4"
+	"github.com/magibake/magibake/internal/image"
+)
+
+// BaseTime is the date baked files get from the base when no
+// SOURCE_DATE_EPOCH is set: when its root filesystem was last written (for
+// a release image, when it was built), or the Unix epoch if the superblock
+// records no date at all.
+func BaseTime(dev *image.Device, layout image.Layout) (time.Time, error) {
+	root, err := ext4.Open(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("root partition: %w", err)
+	}
+	if t := root.LastWrite(); !t.IsZero() {
+		return t, nil
+	}
+	return time.Unix(0, 0).UTC(), nil
+}

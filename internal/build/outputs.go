@@ -1,0 +1,65 @@
+package build
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/magibake/magibake/internal/fetch"
+	"github.com/magibake/magibake/internal/output"
+	"github.com/magibake/magibake/internal/profile"
+)
+
+// checkOutput finds what would make writing out fail (an unsupported
+// name, a missing or read-only directory, the base itself) before anything
+// is decompressed or baked.
+func checkOutput(out, base string) error {
+	if err := output.Supported(out); err != nil {
+		return err
+	}
+	dir := filepath.Dir(out)
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return fmt.Errorf("output %s: directory %s does not exist", out, dir)
+	}
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		return fmt.Errorf("output %s: is a directory", out)
+	}
+	if base != "" {
+		a, errA := os.Stat(out)
+		b, errB := os.Stat(base)
+		same := errA == nil && errB == nil && os.SameFile(a, b)
+		if absOut, err := filepath.Abs(out); err == nil {
+			if absBase, err := filepath.Abs(base); err == nil && absOut == absBase {
+				same = true
+			}
+		}
+		if same {
+			return fmt.Errorf("output %s: is the base image; the base is never overwritten, choose another output", out)
+		}
+	}
+	// Find a read-only or unwritable directory now, before the base is
+	// decompressed into it, with the real test: creating a file.
+	probe, err := os.CreateTemp(dir, ".magibake-probe-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("output %s: directory %s is not writable: %w", out, dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return nil
+}
+
+func noBase(c *profile.Cluster) error {
+	switch {
+	case c.Base.URL != "" && c.Base.SHA256 == "":
+		return fmt.Errorf("no --base given: download %s (sha256 in %s.sha256) and pass it with --base FILE", c.Base.URL, c.Base.URL)
+	case c.Base.URL != "":
+		return fmt.Errorf("no --base given: download %s (sha256 %s) and pass it with --base FILE", c.Base.URL, c.Base.SHA256)
+	}
+	return errors.New("no --base given and cluster.yaml pins no base image; " + fetch.PinHint)
+}
