@@ -18,18 +18,10 @@ import (
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 func need(t testing.TB, tools ...string) { t.Helper(); fixture.RequireTools(t, tools...) }
-
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 const (
 	bootStart = 16384 * 512
@@ -55,29 +47,19 @@ func smallCard(t testing.TB, dir string) string {
 	os.WriteFile(filepath.Join(tree, "etc/machine-id"), []byte("uninitialized\n"), 0o444)
 	os.WriteFile(filepath.Join(tree, "usr/bin/tool"), bytes.Repeat([]byte{1, 2, 3}, 100000), 0o755)
 	root := filepath.Join(dir, "root.ext4")
-	run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-O", "^64bit,^huge_file", "-d", tree, root, fmt.Sprint(rootSize>>10)+"k")
+	testkit.Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-O", "^64bit,^huge_file", "-d", tree, root, fmt.Sprint(rootSize>>10)+"k")
 	if out, err := exec.Command("e2fsck", "-fyD", root).CombinedOutput(); err != nil {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
 			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
 		}
 	}
 	boot := filepath.Join(dir, "boot.fat")
-	run(t, "mkfs.vfat", "-C", "-F", "32", "-s", "4", "-n", "bootfs", boot, fmt.Sprint(bootSize>>10))
+	testkit.Run(t, "mkfs.vfat", "-C", "-F", "32", "-s", "4", "-n", "bootfs", boot, fmt.Sprint(bootSize>>10))
 	os.WriteFile(filepath.Join(dir, "cmdline.txt"), []byte("console=serial0,115200 console=tty1 root=PARTUUID=6c1e5a3b-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "config.txt"), []byte("[all]\n"+strings.Repeat("# padding line for a long config\n", 200)), 0o644)
-	run(t, "mcopy", "-i", boot, filepath.Join(dir, "cmdline.txt"), filepath.Join(dir, "config.txt"), "::/")
+	testkit.Run(t, "mcopy", "-i", boot, filepath.Join(dir, "cmdline.txt"), filepath.Join(dir, "config.txt"), "::/")
 	disk := filepath.Join(dir, "card.img")
-	f, _ := os.Create(disk)
-	f.Truncate(rootStart + rootSize)
-	f.Close()
-	cmd := exec.Command("sfdisk", "-q", disk)
-	cmd.Stdin = strings.NewReader(fmt.Sprintf("label: dos\nlabel-id: 0x6c1e5a3b\nstart=%d, size=%d, type=c\nstart=%d, size=%d, type=83\n",
-		bootStart/512, bootSize/512, rootStart/512, rootSize/512))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("sfdisk: %v\n%s", err, out)
-	}
-	run(t, "dd", "if="+boot, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", bootStart>>20), "conv=notrunc,sparse", "status=none")
-	run(t, "dd", "if="+root, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", rootStart>>20), "conv=notrunc,sparse", "status=none")
+	testkit.Disk{LabelID: "0x6c1e5a3b", Boot: boot, Root: root, BootStart: bootStart, BootSize: bootSize, RootStart: rootStart, RootSize: rootSize}.Write(t, disk)
 	return disk
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 var env = map[string]string{
@@ -32,22 +32,6 @@ var env = map[string]string{
 
 func getenv(k string) string { return env[k] }
 
-func sum(t *testing.T, p string) [32]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	var s [32]byte
-	copy(s[:], h.Sum(nil))
-	return s
-}
-
 // TestBuildCluster bakes the three nodes from each fixture variant in one
 // call and checks each card with the real consumers.
 func TestBuildCluster(t *testing.T) {
@@ -55,7 +39,7 @@ func TestBuildCluster(t *testing.T) {
 	for _, variant := range []string{"bookworm", "trixie"} {
 		t.Run(variant, func(t *testing.T) {
 			img, imgXZ := fixture.Image(t, variant)
-			before := sum(t, imgXZ)
+			before := testkit.SHA256File(t, imgXZ)
 			out := t.TempDir()
 			o := Options{Sources: Sources{Getenv: getenv}, Nodes: []string{"caspar", "balthasar", "melchior"}, OutDir: out, Base: imgXZ, Version: "test"}
 			var log bytes.Buffer
@@ -63,7 +47,7 @@ func TestBuildCluster(t *testing.T) {
 			if err := Run(context.Background(), o); err != nil {
 				t.Fatal(err)
 			}
-			if sum(t, imgXZ) != before {
+			if testkit.SHA256File(t, imgXZ) != before {
 				t.Fatal("the base .img.xz changed")
 			}
 			if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) > 0 {
@@ -125,13 +109,13 @@ func head(t *testing.T, p string, n int) []byte {
 	return b
 }
 
-func checkManifest(t *testing.T, card fixture.Card, p *plan.Plan, digest string, baseSum [32]byte) {
+func checkManifest(t *testing.T, card fixture.Card, p *plan.Plan, digest string, baseSum string) {
 	t.Helper()
 	var m bake.Manifest
 	if err := json.Unmarshal([]byte(card.ReadRoot(t, bake.ManifestPath)), &m); err != nil {
 		t.Fatalf("manifest: %v", err)
 	}
-	if m.Node != p.Node || m.ProfileDigest != digest || m.BaseSHA256 != fmt.Sprintf("%x", baseSum) || m.Version != "test" {
+	if m.Node != p.Node || m.ProfileDigest != digest || m.BaseSHA256 != baseSum || m.Version != "test" {
 		t.Errorf("manifest header %+v", m)
 	}
 	if len(m.Files) != len(p.Ops) {
@@ -241,11 +225,11 @@ func TestHtreeGrowthAndReplacement(t *testing.T) {
 	os.WriteFile(filepath.Join(etc, "fixture-6.conf.remove"), nil, 0o644)
 	out := filepath.Join(t.TempDir(), "melchior.img")
 	o := Options{Sources: Sources{Getenv: getenv, Overlays: ov}, Nodes: []string{"melchior"}, Output: out, Base: img, Version: "test"}
-	before := sum(t, img)
+	before := testkit.SHA256File(t, img)
 	if err := Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	if sum(t, img) != before {
+	if testkit.SHA256File(t, img) != before {
 		t.Fatal("the base .img changed")
 	}
 	card := fixture.OpenCard(t, out)

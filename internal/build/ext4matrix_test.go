@@ -17,6 +17,7 @@ import (
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // Sizes of the matrix cards: a FAT32 boot partition as small as FAT32
@@ -110,7 +111,7 @@ func TestExt4Matrix(t *testing.T) {
 							free := rootFreeBlocks(t, card.Path, card.Layout)
 							used := baseFree - free
 							need = max(need, used)
-							levels := htreeLevels(t, card, "/etc")
+							levels := testkit.HTreeLevels(t, card.RootSpec(), "/etc")
 							size := dirSize(t, card, "/etc")
 							t.Logf("%s: %d blocks free before, %d after; /etc %d bytes, htree levels %d",
 								n, baseFree, free, size, levels)
@@ -218,25 +219,13 @@ func matrixCard(t *testing.T, tree, opts string, filler int64) (string, int64) {
 	dir := t.TempDir()
 	root := mkRoot(t, dir, tree, opts, filler)
 	boot := filepath.Join(dir, "boot.fat")
-	mustRun(t, "mkfs.vfat", "-C", "-F", "32", "-s", "1", "-n", "bootfs", boot, fmt.Sprint(matrixBootSize>>10))
+	testkit.Run(t, "mkfs.vfat", "-C", "-F", "32", "-s", "1", "-n", "bootfs", boot, fmt.Sprint(matrixBootSize>>10))
 	os.WriteFile(filepath.Join(dir, "cmdline.txt"), []byte("console=serial0,115200 console=tty1 root=PARTUUID=5e3da3da-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "config.txt"), []byte("[all]\narm_64bit=1\n"), 0o644)
-	mustRun(t, "mcopy", "-i", boot, filepath.Join(dir, "cmdline.txt"), filepath.Join(dir, "config.txt"), "::/")
+	testkit.Run(t, "mcopy", "-i", boot, filepath.Join(dir, "cmdline.txt"), filepath.Join(dir, "config.txt"), "::/")
 	disk := filepath.Join(dir, "base.img")
-	f, err := os.Create(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(matrixRootStart + matrixRootSize)
-	f.Close()
-	cmd := exec.Command("sfdisk", "-q", disk)
-	cmd.Stdin = strings.NewReader(fmt.Sprintf("label: dos\nlabel-id: 0x5e3da3da\nstart=%d, size=%d, type=c\nstart=%d, size=%d, type=83\n",
-		matrixBootStart/512, matrixBootSize/512, matrixRootStart/512, matrixRootSize/512))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("sfdisk: %v\n%s", err, out)
-	}
-	mustRun(t, "dd", "if="+boot, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", matrixBootStart>>20), "conv=notrunc,sparse", "status=none")
-	mustRun(t, "dd", "if="+root, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", matrixRootStart>>20), "conv=notrunc,sparse", "status=none")
+	testkit.Disk{LabelID: "0x5e3da3da", Boot: boot, Root: root, BootStart: matrixBootStart, BootSize: matrixBootSize,
+		RootStart: matrixRootStart, RootSize: matrixRootSize}.Write(t, disk)
 	os.Remove(root)
 	os.Remove(boot)
 	return disk, freeBlocks(t, root+".free")
@@ -251,13 +240,13 @@ func mkRoot(t *testing.T, dir, tree, opts string, filler int64) string {
 	if filler > 0 {
 		// A copy of tree with the filler, so the other fullness keeps tree as it is.
 		src = filepath.Join(dir, "tree")
-		mustRun(t, "cp", "-a", tree, src)
+		testkit.Run(t, "cp", "-a", tree, src)
 		if err := os.WriteFile(filepath.Join(src, "var/lib/filler.bin"), bytes.Repeat([]byte{0xa5}, int(filler)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	root := filepath.Join(dir, "root.ext4")
-	mustRun(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "rootfs", "-O", opts, "-E", "root_owner=0:0", "-d", src, root, fmt.Sprint(matrixRootSize>>10)+"k")
+	testkit.Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "rootfs", "-O", opts, "-E", "root_owner=0:0", "-d", src, root, fmt.Sprint(matrixRootSize>>10)+"k")
 	if out, err := exec.Command("e2fsck", "-fyD", root).CombinedOutput(); err != nil {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
 			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
@@ -332,27 +321,12 @@ func checkFixture(t *testing.T, base string, csum, htree bool) {
 	if strings.Contains(feats, "metadata_csum") != csum {
 		t.Fatalf("base root features %q, want metadata_csum %v", strings.TrimSpace(feats), csum)
 	}
-	if levels := htreeLevels(t, card, "/etc"); (levels >= 0) != htree {
+	if levels := testkit.HTreeLevels(t, card.RootSpec(), "/etc"); (levels >= 0) != htree {
 		t.Fatalf("base /etc htree levels %d, want indexed %v", levels, htree)
 	}
 	if !htree && dirSize(t, card, "/etc") != 4096 {
 		t.Fatalf("base /etc is %d bytes, want one block", dirSize(t, card, "/etc"))
 	}
-}
-
-// htreeLevels asks debugfs how deep the index of dir is (-1: not indexed).
-func htreeLevels(t *testing.T, card fixture.Card, dir string) int {
-	t.Helper()
-	out := card.Debugfs(t, "htree "+dir)
-	if strings.Contains(out, "Not a hash-indexed directory") {
-		return -1
-	}
-	m := regexp.MustCompile(`Indirect levels: (\d+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("debugfs htree %s: no levels in output:\n%.2000s", dir, out)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
 }
 
 func dirSize(t *testing.T, card fixture.Card, dir string) int64 {
@@ -363,13 +337,6 @@ func dirSize(t *testing.T, card fixture.Card, dir string) int64 {
 	}
 	n, _ := strconv.ParseInt(m[1], 10, 64)
 	return n
-}
-
-func mustRun(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
 }
 
 // readOnlyFile refuses writes: the measurements only read.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // TestOutputFormats bakes caspar from the fixture as .img, .img.zst and
@@ -32,7 +33,7 @@ func TestOutputFormats(t *testing.T) {
 		return out
 	}
 	raw := bake("caspar.img")
-	want := sum(t, raw)
+	want := testkit.SHA256File(t, raw)
 	p, _, err := Options{Sources: Sources{Getenv: getenv}}.Plan("caspar", mustMTime(t))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestOutputFormats(t *testing.T) {
 			if b, err := tc.decompress(out, dec).CombinedOutput(); err != nil {
 				t.Fatalf("decompress %s: %v\n%s", out, err, b)
 			}
-			if sum(t, dec) != want {
+			if testkit.SHA256File(t, dec) != want {
 				t.Fatalf("%s decompresses to other bytes than caspar.img", tc.name)
 			}
 			card := fixture.OpenCard(t, dec)
@@ -92,17 +93,17 @@ func TestXZFromXZ(t *testing.T) {
 		t.Fatal(err)
 	}
 	baseBlocks := map[string]bool{}
-	for _, k := range xzBlocks(t, baseXZ) {
+	for _, k := range testkit.XZBlockKeys(t, baseXZ) {
 		baseBlocks[k] = true
 	}
 	for _, pinned := range []bool{false, true} {
 		log.Reset()
 		profiles := ""
 		if pinned {
-			profiles = pinnedProfiles(t, fmt.Sprintf("%x", sum(t, baseXZ)))
+			profiles = pinnedProfiles(t, fmt.Sprintf("%x", testkit.SHA256File(t, baseXZ)))
 		}
 		cache = ""
-		want := sum(t, bake("caspar.img", profiles))
+		want := testkit.SHA256File(t, bake("caspar.img", profiles))
 		log.Reset()
 		cache = filepath.Join(t.TempDir(), "cache")
 		out := bake("caspar.img.xz", profiles)
@@ -121,13 +122,13 @@ func TestXZFromXZ(t *testing.T) {
 		if b, err := exec.Command("sh", "-c", `xz -T0 -dc "$1" | cp --sparse=always /dev/stdin "$2"`, "sh", out, dec).CombinedOutput(); err != nil {
 			t.Fatalf("decompress %s: %v\n%s", out, err, b)
 		}
-		if sum(t, dec) != want {
+		if testkit.SHA256File(t, dec) != want {
 			t.Fatalf("pinned=%v: caspar.img.xz decompresses to other bytes than caspar.img", pinned)
 		}
 		card := fixture.OpenCard(t, dec)
 		card.Fsck(t)
 		card.CheckPlan(t, p)
-		blocks := xzBlocks(t, out)
+		blocks := testkit.XZBlockKeys(t, out)
 		kept := 0
 		for _, k := range blocks {
 			if baseBlocks[k] {
@@ -162,24 +163,6 @@ func pinnedProfiles(t *testing.T, sha string) string {
 		}
 	}
 	return dir
-}
-
-// xzBlocks lists the blocks of an xz file as xz -lvv sees them
-// (uncompressed offset and size, compressed size, check value).
-func xzBlocks(t *testing.T, path string) []string {
-	t.Helper()
-	b, err := exec.Command("xz", "--robot", "-lvv", path).Output()
-	if err != nil {
-		t.Fatalf("xz -lvv %s: %v", path, err)
-	}
-	var keys []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Split(l, "\t")
-		if len(f) > 10 && f[0] == "block" {
-			keys = append(keys, f[5]+"/"+f[6]+"/"+f[7]+"/"+f[10])
-		}
-	}
-	return keys
 }
 
 // TestProgress: a build reports the decompression of the base and the

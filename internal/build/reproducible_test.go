@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // TestReproducible bakes the same card twice, a second apart, into different
@@ -41,7 +42,7 @@ func TestReproducible(t *testing.T) {
 		}
 		cards = append(cards, filepath.Join(out, "caspar.img"))
 	}
-	if sum(t, cards[0]) != sum(t, cards[1]) {
+	if testkit.SHA256File(t, cards[0]) != testkit.SHA256File(t, cards[1]) {
 		t.Fatalf("two bakes of caspar from the same inputs differ: %s and %s", cards[0], cards[1])
 	}
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // TestBuildCachesDecompressedBase: the first build from an .img.xz
@@ -46,7 +47,7 @@ func TestBuildCachesDecompressedBase(t *testing.T) {
 		if e := entries(); len(e) != 1 {
 			t.Errorf("after build %d the cache holds %v, want one decompressed base", i+1, e)
 		}
-		cards = append(cards, fileSum(t, filepath.Join(out, "caspar.img")))
+		cards = append(cards, testkit.SHA256File(t, filepath.Join(out, "caspar.img")))
 		if left, _ := filepath.Glob(filepath.Join(out, ".magibake-base-*")); len(left) > 0 {
 			t.Errorf("build %d left %v", i+1, left)
 		}

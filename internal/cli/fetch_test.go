@@ -17,6 +17,7 @@ import (
 
 	"github.com/magibake/magibake/internal/fetch"
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // pinnedProfiles copies the example profiles into a temp dir with a base:
@@ -52,23 +53,13 @@ func serveFile(t *testing.T, path string) (url string, requests *atomic.Int32) {
 	return ts.URL + "/base.img.xz", requests
 }
 
-func fileSum(t *testing.T, p string) string {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
 func TestFetchCommand(t *testing.T) {
 	setEnv(t)
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	src := filepath.Join(t.TempDir(), "payload")
 	os.WriteFile(src, []byte(strings.Repeat("not really an image\n", 5000)), 0o644)
 	url, _ := serveFile(t, src)
-	sum := fileSum(t, src)
+	sum := testkit.SHA256File(t, src)
 
 	code, stdout, stderr := execute(t, "fetch", "--profiles", pinnedProfiles(t, "base: {url: "+url+", sha256: "+sum+"}"))
 	if code != 0 {
@@ -105,7 +96,7 @@ func TestBuildFetchesPinnedBase(t *testing.T) {
 	_, imgXZ := fixture.Image(t, "bookworm") // before XDG_CACHE_HOME moves
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	url, requests := serveFile(t, imgXZ)
-	profiles := pinnedProfiles(t, "base: {url: "+url+", sha256: "+fileSum(t, imgXZ)+"}")
+	profiles := pinnedProfiles(t, "base: {url: "+url+", sha256: "+testkit.SHA256File(t, imgXZ)+"}")
 	out := t.TempDir()
 	for i := 1; i <= 2; i++ {
 		code, _, stderr := execute(t, "build", "melchior", "--profiles", profiles, "--out-dir", out)
@@ -489,7 +480,7 @@ func TestBuildProfileWithoutSHA256(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := fileSum(t, imgXZ)
+	sum := testkit.SHA256File(t, imgXZ)
 	other := strings.Repeat("0", 64)
 	tests := []struct {
 		name    string

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math/rand"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // The codes cli.Execute returns; docs/reliability.md lists them.
@@ -55,7 +55,7 @@ func runReliabilityCase(t *testing.T, tc reliabilityCase) {
 	t.Helper()
 	var before string
 	if tc.base != "" {
-		before = relSum(t, tc.base)
+		before = testkit.SHA256File(t, tc.base)
 	}
 	code, stdout, stderr := execute(t, tc.args...)
 	t.Logf("exit %d: %s", code, strings.TrimSpace(stderr))
@@ -82,7 +82,7 @@ func runReliabilityCase(t *testing.T, tc reliabilityCase) {
 		}
 	}
 	if tc.base != "" {
-		if after := relSum(t, tc.base); after != before {
+		if after := testkit.SHA256File(t, tc.base); after != before {
 			t.Errorf("base %s changed: sha256 %s, was %s", tc.base, after, before)
 		}
 		if left, _ := filepath.Glob(filepath.Join(filepath.Dir(tc.base), ".magibake-*")); len(left) > 0 {
@@ -283,20 +283,6 @@ func relNames(es []os.DirEntry) []string {
 	return n
 }
 
-func relSum(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := f.WriteTo(h); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func relRead(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
@@ -364,22 +350,15 @@ func relXZ(t *testing.T, dir, img string) []byte {
 func relFlipCheck(t *testing.T, dir string, data []byte) []byte {
 	t.Helper()
 	p := relWrite(t, dir, "for-list.xz", data)
-	out, err := exec.Command("xz", "--robot", "--list", "-vv", p).Output()
-	if err != nil {
-		t.Fatalf("xz --list: %v", err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) < 11 || f[0] != "block" || f[9] != "CRC64" {
+	for _, b := range testkit.XZBlocks(t, p) {
+		if b.CheckType != "CRC64" {
 			continue
 		}
-		start, _ := strconv.ParseInt(f[4], 10, 64)
-		total, _ := strconv.ParseInt(f[6], 10, 64)
-		check, err := hex.DecodeString(f[10])
+		check, err := hex.DecodeString(b.Check)
 		if err != nil || len(check) != 8 {
-			t.Fatalf("check value %q", f[10])
+			t.Fatalf("check value %q", b.Check)
 		}
-		at := start + total - 8
+		at := b.Offset + b.Size - 8
 		slices.Reverse(check) // xz --list prints the CRC64 as a number, the file stores it little-endian
 		if !bytes.Equal(data[at:at+8], check) {
 			t.Fatalf("block check not at %d: %x, xz says %x", at, data[at:at+8], check)
@@ -388,7 +367,7 @@ func relFlipCheck(t *testing.T, dir string, data []byte) []byte {
 		bad[at] ^= 1
 		return bad
 	}
-	t.Fatalf("no CRC64 block in xz --list output:\n%s", out)
+	t.Fatalf("no CRC64 block in %s", p)
 	return nil
 }
 

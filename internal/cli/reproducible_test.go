@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // TestReproducibleAnywhere bakes caspar twice with the built binary, in two
@@ -72,7 +73,7 @@ func TestReproducibleAnywhere(t *testing.T) {
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s build: %v\n%s", e.name, err, msg)
 		}
-		sums = append(sums, relSum(t, out))
+		sums = append(sums, testkit.SHA256File(t, out))
 	}
 	if sums[0] != sums[1] {
 		t.Errorf("the same node baked in two environments differs: sha256 %s and %s", sums[0], sums[1])

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // TestInterruptLeavesNothing builds the magibake binary, starts
@@ -35,7 +36,7 @@ func TestInterruptLeavesNothing(t *testing.T) {
 	} {
 		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 			t.Run(phase.name+"/"+sig.String(), func(t *testing.T) {
-				before := relSum(t, phase.base)
+				before := testkit.SHA256File(t, phase.base)
 				// The phase can be over before the poll sees its temp file;
 				// then the build succeeds, and we try again.
 				for attempt := 1; ; attempt++ {
@@ -72,7 +73,7 @@ func TestInterruptLeavesNothing(t *testing.T) {
 					if len(left) > 0 {
 						t.Errorf("left in the decompressed-base cache: %v", relNames(left))
 					}
-					if relSum(t, phase.base) != before {
+					if testkit.SHA256File(t, phase.base) != before {
 						t.Error("the base changed")
 					}
 					t.Logf("signal %v while %s: exit %d (attempt %d)", sig, phase.name, code, attempt)

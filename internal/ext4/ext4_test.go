@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // node is what the test expects at one path after the operations.
@@ -38,15 +40,6 @@ func requireTools(t testing.TB, tools ...string) {
 	}
 }
 
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // mkfs builds an ext4 image of sizeMB from tree with extra mkfs options and
 // indexes its directories (e2fsck -D) the way a long-lived root fs has them.
 func mkfs(t testing.TB, tree string, sizeMB int, opts ...string) string {
@@ -55,7 +48,7 @@ func mkfs(t testing.TB, tree string, sizeMB int, opts ...string) string {
 	img := filepath.Join(t.TempDir(), "root.img")
 	args := append([]string{"-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree}, opts...)
 	args = append(args, img, fmt.Sprintf("%dM", sizeMB))
-	run(t, "mkfs.ext4", args...)
+	testkit.Run(t, "mkfs.ext4", args...)
 	if out, err := exec.Command("e2fsck", "-fyD", img).CombinedOutput(); err != nil {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
 			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
@@ -144,7 +137,7 @@ func checkModel(t testing.TB, img string, m model) {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "debugfs", "-R", "rdump / "+out, img)
+	testkit.Run(t, "debugfs", "-R", "rdump / "+out, img)
 	got := model{}
 	root := filepath.Join(out, "root")
 	if _, err := os.Lstat(root); err != nil {
@@ -186,7 +179,7 @@ func checkModel(t testing.TB, img string, m model) {
 		g, ok := got[p]
 		if special := fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky; want.mode&special != 0 {
 			// rdump's chown after chmod drops setuid/setgid: ask debugfs directly.
-			stat := run(t, "debugfs", "-R", "stat "+p, img)
+			stat := testkit.Run(t, "debugfs", "-R", "stat "+p, img)
 			if wantMode := fmt.Sprintf("Mode:  %05o", unixPerm(want.mode)); !strings.Contains(stat, wantMode) {
 				diffs = append(diffs, fmt.Sprintf("%s: debugfs stat lacks %q:\n%s", p, wantMode, stat))
 			}

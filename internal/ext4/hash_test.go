@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // TestDirHashMatchesDebugfs checks every hash version against e2fsprogs'
@@ -37,8 +39,8 @@ func TestDirHashMatchesDebugfs(t *testing.T) {
 	// debugfs picks the signed or unsigned variant from the superblock flags.
 	unsignedImg := t.TempDir() + "/unsigned.img"
 	writeFile(t, unsignedImg, "")
-	run(t, "cp", img, unsignedImg)
-	run(t, "debugfs", "-w", "-R", "ssv flags 2", unsignedImg)
+	testkit.Run(t, "cp", img, unsignedImg)
+	testkit.Run(t, "debugfs", "-w", "-R", "ssv flags 2", unsignedImg)
 	re := regexp.MustCompile(`is 0x([0-9a-f]+)`)
 	for _, a := range algs {
 		var cmds []string
@@ -57,7 +59,7 @@ func TestDirHashMatchesDebugfs(t *testing.T) {
 		if a.unsigned {
 			target = unsignedImg
 		}
-		got := re.FindAllStringSubmatch(run(t, "debugfs", "-f", script, target), -1)
+		got := re.FindAllStringSubmatch(testkit.Run(t, "debugfs", "-f", script, target), -1)
 		if len(got) != len(cmds) {
 			t.Fatalf("debugfs answered %d of %d hashes", len(got), len(cmds))
 		}

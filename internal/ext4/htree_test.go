@@ -6,26 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
-)
 
-// htreeLevels asks debugfs how deep the index of dir is (-1: not indexed).
-func htreeLevels(t testing.TB, img, dir string) int {
-	t.Helper()
-	out := run(t, "debugfs", "-R", "htree "+dir, img)
-	if strings.Contains(out, "Not a hash-indexed directory") {
-		return -1
-	}
-	m := regexp.MustCompile(`Indirect levels: (\d+)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("debugfs htree %s: no levels in output:\n%.2000s", dir, out)
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
-}
+	"github.com/magibake/magibake/internal/testkit"
+)
 
 // TestHtreeGrowth fills an indexed directory far enough that leaves split,
 // the root overflows into a second level and interior nodes split too.
@@ -72,14 +57,14 @@ func TestHtreeGrowth(t *testing.T) {
 			if c.unsigned {
 				// As mkfs.ext4 on an arm64 host would have set it; then
 				// rebuild the index with unsigned hashes.
-				run(t, "debugfs", "-w", "-R", "ssv flags 2", img)
+				testkit.Run(t, "debugfs", "-w", "-R", "ssv flags 2", img)
 				if out, err := exec.Command("e2fsck", "-fyD", img).CombinedOutput(); err != nil {
 					if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
 						t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
 					}
 				}
 			}
-			before := htreeLevels(t, img, "/etc")
+			before := testkit.HTreeLevels(t, img, "/etc")
 			if before < 0 {
 				t.Fatalf("fixture /etc is not indexed")
 			}
@@ -97,8 +82,8 @@ func TestHtreeGrowth(t *testing.T) {
 			}
 			fh.Close()
 			fsck(t, img)
-			after := htreeLevels(t, img, "/etc")
-			t.Logf("htree levels %d -> %d; %s", before, after, strings.SplitN(run(t, "debugfs", "-R", "htree /etc", img), "\n", 12)[9:11])
+			after := testkit.HTreeLevels(t, img, "/etc")
+			t.Logf("htree levels %d -> %d; %s", before, after, strings.SplitN(testkit.Run(t, "debugfs", "-R", "htree /etc", img), "\n", 12)[9:11])
 			if after < c.wantLevel || after < before {
 				t.Errorf("htree levels %d -> %d, want at least %d (still indexed)", before, after, c.wantLevel)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/magibake/magibake/internal/ctxio"
+	"github.com/magibake/magibake/internal/tempfile"
 )
 
 // Format is the encoding of an output file, chosen by its name.
@@ -72,9 +73,7 @@ func stageCompressed(ctx context.Context, path string, src io.ReaderAt, size int
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			lock.Release()
+			tempfile.Discard(tmp, lock)
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)

@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // testImage is shaped like a card, over more than two xz blocks: random
@@ -50,8 +51,8 @@ func TestFormats(t *testing.T) {
 	if err := Write(context.Background(), raw, bytes.NewReader(img), int64(len(img)), nil); err != nil {
 		t.Fatal(err)
 	}
-	want := fileSum(t, raw)
-	if want != sha256.Sum256(img) {
+	want := testkit.SHA256File(t, raw)
+	if s := sha256.Sum256(img); want != hex.EncodeToString(s[:]) {
 		t.Fatal("the .img output differs from the image")
 	}
 	for _, tc := range []struct {
@@ -77,8 +78,8 @@ func TestFormats(t *testing.T) {
 				t.Error("check did not see the image")
 			}
 			decoded := filepath.Join(t.TempDir(), "decoded.img")
-			run(t, "sh", "-c", strings.Join(tc.decode, " ")+` "$1" > "$2"`, "sh", out, decoded)
-			if fileSum(t, decoded) != want {
+			testkit.Run(t, "sh", "-c", strings.Join(tc.decode, " ")+` "$1" > "$2"`, "sh", out, decoded)
+			if testkit.SHA256File(t, decoded) != want {
 				t.Errorf("%s %s does not give the .img output", strings.Join(tc.decode, " "), tc.name)
 			}
 			st, _ := os.Stat(out)
@@ -89,8 +90,8 @@ func TestFormats(t *testing.T) {
 				t.Errorf("mode %v", st.Mode().Perm())
 			}
 			if strings.HasSuffix(strings.ToLower(tc.name), ".xz") {
-				run(t, "xz", "-t", out)
-				list := run(t, "xz", "--robot", "-lv", out)
+				testkit.Run(t, "xz", "-t", out)
+				list := testkit.Run(t, "xz", "--robot", "-lv", out)
 				if n := strings.Count(list, "\nblock\t"); n != 3 {
 					t.Errorf("xz -lv lists %d blocks, want 3:\n%s", n, list)
 				}
@@ -205,27 +206,4 @@ func xzIndexLen(f []byte) int {
 	n := len(f)
 	backward := int(f[n-8]) | int(f[n-7])<<8 | int(f[n-6])<<16 | int(f[n-5])<<24
 	return (backward + 1) * 4
-}
-
-func fileSum(t *testing.T, p string) [32]byte {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }

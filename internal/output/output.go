@@ -98,9 +98,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			lock.Release()
+			tempfile.Discard(tmp, lock)
 		}
 	}()
 	if l, ok := src.(Layered); ok && l.BaseFile() != nil {

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/testkit"
 	"github.com/magibake/magibake/internal/xzra"
 )
 
@@ -21,7 +23,7 @@ func xzBase(t *testing.T, img []byte, check string) ([]byte, *xzra.Index) {
 	if err := os.WriteFile(p, img, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "xz", "-T2", "-3", "--block-size=1MiB", "-C", check, "-k", p)
+	testkit.Run(t, "xz", "-T2", "-3", "--block-size=1MiB", "-C", check, "-k", p)
 	file, err := os.ReadFile(p + ".xz")
 	if err != nil {
 		t.Fatal(err)
@@ -54,21 +56,6 @@ func (c *changed) untouched(off, n int64) bool {
 	return true
 }
 
-// blockKeys lists the blocks of an xz file as xz -lvv sees them
-// (uncompressed offset and size, compressed size, check value): a block
-// copied verbatim lists the same.
-func blockKeys(t *testing.T, path string) []string {
-	t.Helper()
-	var keys []string
-	for _, l := range strings.Split(run(t, "xz", "--robot", "-lvv", path), "\n") {
-		f := strings.Split(l, "\t")
-		if len(f) > 10 && f[0] == "block" {
-			keys = append(keys, f[5]+"/"+f[6]+"/"+f[7]+"/"+f[10])
-		}
-	}
-	return keys
-}
-
 // TestXZReuse bakes .img.xz outputs from multi-block bases: the blocks the
 // "bake" left alone must be the base's, byte for byte, only the others are
 // compressed again, the stream keeps the base's check type, and xz -t and
@@ -96,18 +83,18 @@ func TestXZReuse(t *testing.T) {
 			if err := s.Commit(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			run(t, "xz", "-t", out)
+			testkit.Run(t, "xz", "-t", out)
 			decoded := filepath.Join(t.TempDir(), "decoded.img")
-			run(t, "sh", "-c", `xz -dc "$1" > "$2"`, "sh", out, decoded)
-			if fileSum(t, decoded) != sha256.Sum256(card.img) {
+			testkit.Run(t, "sh", "-c", `xz -dc "$1" > "$2"`, "sh", out, decoded)
+			if s := sha256.Sum256(card.img); testkit.SHA256File(t, decoded) != hex.EncodeToString(s[:]) {
 				t.Fatal("the output does not decode to the changed card")
 			}
 			base := map[string]bool{}
-			for _, k := range blockKeys(t, basePath) {
+			for _, k := range testkit.XZBlockKeys(t, basePath) {
 				base[k] = true
 			}
 			kept := 0
-			for _, k := range blockKeys(t, out) {
+			for _, k := range testkit.XZBlockKeys(t, out) {
 				if base[k] {
 					kept++
 				}
@@ -116,7 +103,7 @@ func TestXZReuse(t *testing.T) {
 				t.Errorf("%d blocks of the base kept, want %d of %d", kept, want, len(idx.Blocks))
 			}
 			name := map[string]string{"crc64": "CRC64", "crc32": "CRC32", "sha256": "SHA-256", "none": "None"}[check]
-			if list := run(t, "xz", "--robot", "-lv", out); !strings.Contains(list, "\t"+name+"\t") {
+			if list := testkit.Run(t, "xz", "--robot", "-lv", out); !strings.Contains(list, "\t"+name+"\t") {
 				t.Errorf("check type is not %s:\n%s", name, list)
 			}
 		})

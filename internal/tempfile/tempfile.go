@@ -56,6 +56,14 @@ func Create(dir, pattern string) (*os.File, *Lock, error) {
 	}
 }
 
+// Discard closes f, removes it and drops its lock: the clean-up of a temp
+// file whose work failed or was cancelled.
+func Discard(f *os.File, l *Lock) {
+	f.Close()
+	os.Remove(f.Name())
+	l.Release()
+}
+
 // Removed is a stale temp file Sweep deleted.
 type Removed struct {
 	Path string

@@ -1,0 +1,139 @@
+// Package testkit holds the small helpers tests of every package share
+// (running a tool, hashing a file, listing an .xz file's blocks); it imports
+// nothing of magibake, so any package's tests may use it.
+package testkit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Run runs a tool and returns its combined output; the test fails with
+// that output when the tool does.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// SHA256File is the hex sha256 of the file at p.
+func SHA256File(t testing.TB, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// XZBlock is one block of an .xz file as `xz --robot --list -vv` lists it.
+type XZBlock struct {
+	Offset           int64  // of the block in the file
+	UncompressedAt   int64  // of its data in the uncompressed stream
+	Size             int64  // compressed, headers and check included
+	UncompressedSize int64  //
+	CheckType        string // "CRC64", "SHA-256", ...
+	Check            string // the check value as xz prints it
+}
+
+// Key names a block by where it decodes to, its sizes and its check: a
+// block copied verbatim has the same key.
+func (b XZBlock) Key() string {
+	return strconv.FormatInt(b.UncompressedAt, 10) + "/" + strconv.FormatInt(b.Size, 10) + "/" +
+		strconv.FormatInt(b.UncompressedSize, 10) + "/" + b.Check
+}
+
+// XZBlocks lists the blocks of the .xz file at p with the real xz.
+func XZBlocks(t testing.TB, p string) []XZBlock {
+	t.Helper()
+	var blocks []XZBlock
+	for _, l := range strings.Split(Run(t, "xz", "--robot", "--list", "-vv", p), "\n") {
+		f := strings.Split(l, "\t")
+		if len(f) < 11 || f[0] != "block" {
+			continue
+		}
+		var n [4]int64
+		for i := range n {
+			v, err := strconv.ParseInt(f[4+i], 10, 64)
+			if err != nil {
+				t.Fatalf("xz --list %s: block line %q: %v", p, l, err)
+			}
+			n[i] = v
+		}
+		blocks = append(blocks, XZBlock{Offset: n[0], UncompressedAt: n[1], Size: n[2], UncompressedSize: n[3], CheckType: f[9], Check: f[10]})
+	}
+	return blocks
+}
+
+// XZBlockKeys is the Key of every block of the .xz file at p.
+func XZBlockKeys(t testing.TB, p string) []string {
+	t.Helper()
+	var keys []string
+	for _, b := range XZBlocks(t, p) {
+		keys = append(keys, b.Key())
+	}
+	return keys
+}
+
+// Disk lays out a card image as Raspberry Pi OS does: an MBR with the FAT
+// boot partition (type 0x0c) and the ext4 root (0x83), each copied from an
+// image file of its own. Offsets and sizes are in bytes, MiB-aligned.
+type Disk struct {
+	LabelID             string // MBR disk id, e.g. "0x6c1e5a3b"
+	Boot, Root          string // the partitions' image files
+	BootStart, BootSize int64
+	RootStart, RootSize int64
+}
+
+// Write makes the sparse card image at p.
+func (d Disk) Write(t testing.TB, p string) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(d.RootStart + d.RootSize); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cmd := exec.Command("sfdisk", "-q", p)
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("label: dos\nlabel-id: %s\nstart=%d, size=%d, type=c\nstart=%d, size=%d, type=83\n",
+		d.LabelID, d.BootStart/512, d.BootSize/512, d.RootStart/512, d.RootSize/512))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	Run(t, "dd", "if="+d.Boot, "of="+p, "bs=1M", fmt.Sprintf("seek=%d", d.BootStart>>20), "conv=notrunc,sparse", "status=none")
+	Run(t, "dd", "if="+d.Root, "of="+p, "bs=1M", fmt.Sprintf("seek=%d", d.RootStart>>20), "conv=notrunc,sparse", "status=none")
+}
+
+// HTreeLevels asks debugfs how deep the hash index of dir is in the ext4
+// file system spec (a file, or debugfs's "FILE?offset=N"); -1: not indexed.
+func HTreeLevels(t testing.TB, spec, dir string) int {
+	t.Helper()
+	out := Run(t, "debugfs", "-R", "htree "+dir, spec)
+	if strings.Contains(out, "Not a hash-indexed directory") {
+		return -1
+	}
+	m := regexp.MustCompile(`Indirect levels: (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("debugfs htree %s: no levels in output:\n%.2000s", dir, out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
