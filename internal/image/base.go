@@ -20,7 +20,7 @@ import (
 
 	"github.com/magibake/magibake/internal/ctxio"
 	"github.com/magibake/magibake/internal/tempfile"
-	"github.com/magibake/magibake/internal/xzra"
+	"github.com/magibake/magibake/internal/xzblocks"
 	"github.com/magibake/magibake/internal/zeros"
 )
 
@@ -55,7 +55,7 @@ type Base struct {
 	raw    io.ReaderAt // the .img, the decompressed temp or cache file, or the on-demand decoder
 	file   *os.File    // the file behind raw; nil on demand
 	xzFile *os.File    // the .img.xz, kept open for XZ; nil if it has no usable index
-	xz     *xzra.Index
+	xz     *xzblocks.Index
 	size   int64
 	temp   string // temp file to delete on Close
 	lock   *tempfile.Lock
@@ -140,8 +140,8 @@ func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
 // openXZ opens the .img.xz f: from the cache, on demand, or decompressed.
 // f stays open with the Base when its index is usable for XZ.
 func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Options) (_ *Base, err error) {
-	var idx *xzra.Index
-	x, xerr := xzra.Open(f, fileSize)
+	var idx *xzblocks.Index
+	x, xerr := xzblocks.Open(f, fileSize)
 	if xerr == nil && len(x.Index().Blocks) > 1 {
 		idx = x.Index()
 	}
@@ -199,7 +199,7 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 	return b, err
 }
 
-func maxBlock(idx *xzra.Index) int64 {
+func maxBlock(idx *xzblocks.Index) int64 {
 	var m int64
 	for _, b := range idx.Blocks {
 		m = max(m, b.UncompressedSize)
@@ -210,7 +210,7 @@ func maxBlock(idx *xzra.Index) int64 {
 // CompressedBlocks returns the base's .img.xz file and its block index when it is an
 // .img.xz of several blocks, so that an .img.xz output can copy the blocks
 // a bake leaves untouched instead of compressing them again; nil otherwise.
-func (b *Base) CompressedBlocks() (io.ReaderAt, *xzra.Index) {
+func (b *Base) CompressedBlocks() (io.ReaderAt, *xzblocks.Index) {
 	if b.xz == nil {
 		return nil, nil
 	}
@@ -256,7 +256,7 @@ func (c *counter) ReadAt(p []byte, off int64) (int, error) {
 // block or its index cannot be read: streaming then does the work and names
 // the damage (truncated, trailing data) as it always has.
 func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSize int64, path, tempDir, knownSum string) (*Base, bool, error) {
-	x, err := xzra.Open(in, fileSize)
+	x, err := xzblocks.Open(in, fileSize)
 	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
 		return nil, false, nil
 	}
@@ -295,7 +295,7 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 		if errors.As(err, &pe) && pe.Path == tmp.Name() {
 			return nil, true, fmt.Errorf("base %s: decompress into %s: %w", path, filepath.Dir(pe.Path), pe.Err)
 		}
-		if errors.Is(err, xzra.ErrFormat) {
+		if errors.Is(err, xzblocks.ErrFormat) {
 			return nil, true, fmt.Errorf("base %s: %w: xz data is corrupt: %v", path, ErrBadBase, err)
 		}
 		return nil, true, fmt.Errorf("base %s: %w", path, err)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/tempfile"
-	"github.com/magibake/magibake/internal/xzra"
+	"github.com/magibake/magibake/internal/xzblocks"
 )
 
 // keepCached is how many decompressed bases the cache keeps: the one in use
@@ -154,7 +154,7 @@ func decompressCached(ctx context.Context, f *os.File, fileSize int64, path, sum
 
 // openEntry opens a cache entry if there is one of the right size (the
 // size the xz index x gives, when it could be read); nil otherwise.
-func openEntry(x *xzra.Reader, path, sum, entry string) *Base {
+func openEntry(x *xzblocks.Reader, path, sum, entry string) *Base {
 	c, err := os.Open(entry)
 	if err != nil {
 		return nil

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/magibake/magibake/internal/xzra"
+	"github.com/magibake/magibake/internal/xzblocks"
 )
 
 // TestOpenBaseParallel covers the multi-block path: the decoded disk, the
@@ -23,7 +23,7 @@ func TestOpenBaseParallel(t *testing.T) {
 	disk := mkDisk(6<<20, [3]int64{0x0c, 2048, 4096}, [3]int64{0x83, 6144, 4096})
 	rand.New(rand.NewSource(3)).Read(disk[1<<20 : 4<<20])
 	xzData := mustRead(t, xzFile(t, dir, disk))
-	x, err := xzra.Open(bytes.NewReader(xzData), int64(len(xzData)))
+	x, err := xzblocks.Open(bytes.NewReader(xzData), int64(len(xzData)))
 	if err != nil || len(x.Index().Blocks) < 4 {
 		t.Fatalf("want a multi-block file: %v", err)
 	}

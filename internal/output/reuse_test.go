@@ -12,12 +12,12 @@ import (
 
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/testkit"
-	"github.com/magibake/magibake/internal/xzra"
+	"github.com/magibake/magibake/internal/xzblocks"
 )
 
 // xzBase compresses img with the real xz into blocks of 1 MiB with the given
 // check, as `xz -T0` makes an official image, and returns the file and its index.
-func xzBase(t *testing.T, img []byte, check string) ([]byte, *xzra.Index) {
+func xzBase(t *testing.T, img []byte, check string) ([]byte, *xzblocks.Index) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "base.img")
 	if err := os.WriteFile(p, img, 0o644); err != nil {
@@ -28,7 +28,7 @@ func xzBase(t *testing.T, img []byte, check string) ([]byte, *xzra.Index) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := xzra.ReadIndex(bytes.NewReader(file), int64(len(file)))
+	idx, err := xzblocks.ReadIndex(bytes.NewReader(file), int64(len(file)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestXZReuseFallback(t *testing.T) {
 	a, _ := xzBase(t, img[:len(img)/2], "crc64")
 	b, _ := xzBase(t, img[len(img)/2:], "crc32")
 	mixed := append(bytes.Clone(a), b...)
-	mixedIdx, err := xzra.ReadIndex(bytes.NewReader(mixed), int64(len(mixed)))
+	mixedIdx, err := xzblocks.ReadIndex(bytes.NewReader(mixed), int64(len(mixed)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestXZReuseFallback(t *testing.T) {
 				break
 			}
 		}
-		if check != xzra.CheckCRC64 {
+		if check != xzblocks.CheckCRC64 {
 			t.Errorf("%s: check %#x", name, check)
 		}
 	}

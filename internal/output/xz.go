@@ -15,7 +15,7 @@ import (
 
 	"github.com/ulikunitz/xz/lzma"
 
-	"github.com/magibake/magibake/internal/xzra"
+	"github.com/magibake/magibake/internal/xzblocks"
 	"github.com/magibake/magibake/internal/zeros"
 )
 
@@ -49,8 +49,8 @@ var (
 // Reuse is the .img.xz a card was baked from, for the .xz encoder to copy
 // the blocks the bake left untouched.
 type Reuse struct {
-	File  io.ReaderAt // the base .img.xz
-	Index *xzra.Index // its blocks
+	File  io.ReaderAt     // the base .img.xz
+	Index *xzblocks.Index // its blocks
 	// Untouched reports whether the card's bytes [off, off+n) are the base's.
 	Untouched func(off, n int64) bool
 	// Trusted says every block of File is known to decode to what its
@@ -64,7 +64,7 @@ type Reuse struct {
 // compressed, or when from is set, a copy of that block of the base.
 type segment struct {
 	off, n int64
-	from   *xzra.Block
+	from   *xzblocks.Block
 }
 
 // planXZ cuts the image into the output's blocks and picks the stream's
@@ -96,7 +96,7 @@ func planXZ(size int64, reuse *Reuse) ([]segment, byte) {
 			return segs, bs[0].Check
 		}
 	}
-	return compress(nil, 0, size), xzra.CheckCRC64
+	return compress(nil, 0, size), xzblocks.CheckCRC64
 }
 
 // xzBlockOut is one compressed block, ready to write.
@@ -117,7 +117,7 @@ type xzBlockOut struct {
 // ones straight from the base; at most 2*workers() blocks are in memory.
 func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reuse *Reuse, progress func(done, total int64)) (verifier, error) {
 	segs, checkType := planXZ(size, reuse)
-	if _, _, err := xzra.NewCheck(checkType); err != nil {
+	if _, _, err := xzblocks.NewCheck(checkType); err != nil {
 		return nil, err
 	}
 	flags := []byte{0, checkType}
@@ -221,7 +221,7 @@ func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reu
 }
 
 // copyBlock copies block b of the base file verbatim to cw.
-func copyBlock(ctx context.Context, cw *countWriter, file io.ReaderAt, b xzra.Block) (blockRecord, error) {
+func copyBlock(ctx context.Context, cw *countWriter, file io.ReaderAt, b xzblocks.Block) (blockRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return blockRecord{}, err
 	}
@@ -335,7 +335,7 @@ func compressBlockData(p []byte, b *xzBlockOut, checkType byte) error {
 	}
 	data.WriteByte(0) // LZMA2 end marker
 	csize := int64(data.Len())
-	h, checkLen, err := xzra.NewCheck(checkType)
+	h, checkLen, err := xzblocks.NewCheck(checkType)
 	if err != nil {
 		return err
 	}
@@ -347,7 +347,7 @@ func compressBlockData(p []byte, b *xzBlockOut, checkType byte) error {
 	b.data = data.Bytes()
 	if h != nil {
 		h.Write(p)
-		b.check = xzra.CheckBytes(h, checkType)
+		b.check = xzblocks.CheckBytes(h, checkType)
 	}
 	b.usize = int64(len(p))
 	b.sum = sha256.Sum256(p)
@@ -497,7 +497,7 @@ feed:
 }
 
 func verifyBlock(r io.ReaderAt, b blockRecord, checkType byte, trusted bool) error {
-	blk := xzra.Block{Offset: b.off, UnpaddedSize: b.unpadded, UncompressedSize: b.usize, Check: checkType}
+	blk := xzblocks.Block{Offset: b.off, UnpaddedSize: b.unpadded, UncompressedSize: b.usize, Check: checkType}
 	if b.copied {
 		h := sha256.New()
 		if _, err := io.Copy(h, io.NewSectionReader(r, b.off, b.length)); err != nil {
@@ -509,7 +509,7 @@ func verifyBlock(r io.ReaderAt, b blockRecord, checkType byte, trusted bool) err
 		if trusted {
 			return nil
 		}
-		if err := xzra.DecodeBlockAt(r, blk, io.Discard); err != nil {
+		if err := xzblocks.DecodeBlockAt(r, blk, io.Discard); err != nil {
 			return fmt.Errorf("the base's block is damaged: %w", err)
 		}
 		return nil
@@ -522,7 +522,7 @@ func verifyBlock(r io.ReaderAt, b blockRecord, checkType byte, trusted bool) err
 		return fmt.Errorf("%w: block header differs from what was written", errXZCorrupt)
 	}
 	h := sha256.New()
-	if err := xzra.DecodeBlockAt(r, blk, h); err != nil {
+	if err := xzblocks.DecodeBlockAt(r, blk, h); err != nil {
 		return fmt.Errorf("%w: %v", errXZCorrupt, err)
 	}
 	if !bytes.Equal(h.Sum(nil), b.sum[:]) {

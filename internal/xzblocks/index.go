@@ -1,4 +1,4 @@
-// Package xzra reads .xz files by their index: it finds every block from the
+// Package xzblocks reads .xz files by their index: it finds every block from the
 // stream footers and indexes at the end of the file, then decodes blocks
 // independently, so they can be decoded in parallel (streaming, or straight
 // into a file) and on demand (random reads).
@@ -6,7 +6,7 @@
 // Only what Raspberry Pi OS images use is supported: LZMA2 blocks without
 // BCJ or delta filters, with check None, CRC32, CRC64 or SHA-256. Anything
 // else is refused with an error naming it.
-package xzra
+package xzblocks
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package xzra
+package xzblocks
 
 import (
 	"bytes"
@@ -213,7 +213,7 @@ func (s *stream) Close() error {
 	s.cancel()
 	s.cur = nil
 	if s.err == nil {
-		s.err = errors.New("xzra: read from a closed stream")
+		s.err = errors.New("xzblocks: read from a closed stream")
 	}
 	// Let the feeder and decoders finish so no goroutine outlives Close.
 	for ch := range s.order {
@@ -238,7 +238,7 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 // keeping the last few decoded blocks for the next reads.
 func (x *Reader) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, errors.New("xzra: negative offset")
+		return 0, errors.New("xzblocks: negative offset")
 	}
 	n := 0
 	for n < len(p) {
@@ -293,7 +293,7 @@ func (x *Reader) block(i int) ([]byte, error) {
 		x.mu.Lock()
 		delete(x.loading, i)
 		if !returned {
-			l.err = errors.New("xzra: decoding a block failed")
+			l.err = errors.New("xzblocks: decoding a block failed")
 		} else if l.err == nil {
 			x.cache = append(x.cache, cached{i, l.data})
 			total := 0

@@ -1,4 +1,4 @@
-package xzra
+package xzblocks
 
 import (
 	"bufio"
