@@ -160,6 +160,18 @@ func applyExt4(fsys *ext4.FS, op plan.Op, p *plan.Plan) error {
 var ErrBootFull = errors.New("the boot partition is full")
 
 func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.Plan) error {
+	if err := writeBoot(dev, part, ops, p); err != nil {
+		return err
+	}
+	if _, err := repairFAT(dev.Section(part.Start, part.Size)); err != nil {
+		return fmt.Errorf("boot partition after writing: %w", err)
+	}
+	return nil
+}
+
+// writeBoot is applyBoot without the repair, apart so that a test can see
+// what go-diskfs alone leaves behind.
+func writeBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.Plan) error {
 	fsys, err := fat32.Read(dev, part.Size, part.Start, 512)
 	if err != nil {
 		return fmt.Errorf("open boot partition: %w", err)
@@ -173,9 +185,6 @@ func applyBoot(dev *image.Device, part image.Partition, ops []plan.Op, p *plan.P
 			}
 			return opErr(op, err)
 		}
-	}
-	if err := repairFAT(dev.Section(part.Start, part.Size)); err != nil {
-		return fmt.Errorf("boot partition after writing: %w", err)
 	}
 	return nil
 }
@@ -242,9 +251,10 @@ func fatMkdir(fsys *fat32.FileSystem, dir string, mtime time.Time) error {
 	return nil
 }
 
-// fatWrite replaces a file by removing and recreating it: go-diskfs v1.9.4's
-// O_TRUNC keeps the old size, so an in-place rewrite with shorter content
-// would leave the tail of the old file.
+// fatWrite rewrites an existing file in place: go-diskfs's O_TRUNC frees
+// the clusters that shorter content no longer needs, whereas its Remove
+// frees none, so removing and recreating leaked the old file's whole chain
+// (see fatrepair.go).
 func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) error {
 	if dir := path.Dir(name); dir != "/" {
 		if err := fatMkdir(fsys, dir, p.MTime); err != nil {
@@ -255,11 +265,18 @@ func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) er
 		if fi.IsDir() {
 			return fmt.Errorf("is a directory")
 		}
-		if err := fsys.Remove(name); err != nil {
-			return fmt.Errorf("replace: %w", err)
+		// An empty file made by another tool (mkfs, mtools, Linux) owns no
+		// cluster, and go-diskfs's Write then allocates a chain it never
+		// links to the entry: the content is lost (measured: fsck.fat
+		// "File size is 100 bytes, cluster chain length is 0 bytes").
+		// Removing such an entry frees nothing, so recreating it leaks nothing.
+		if fi.Size() == 0 && len(data) > 0 && !ownsCluster(fsys, name) {
+			if err := fsys.Remove(name); err != nil {
+				return fmt.Errorf("replace: %w", err)
+			}
 		}
 	}
-	f, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR)
+	f, err := fsys.OpenFile(name, os.O_CREATE|os.O_RDWR|os.O_TRUNC)
 	if err != nil {
 		return err
 	}
@@ -273,4 +290,21 @@ func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) er
 		return err
 	}
 	return fsys.Chtimes(name, p.MTime, p.MTime, p.MTime)
+}
+
+// ownsCluster reports whether the entry of file name starts a cluster
+// chain; go-diskfs exposes the start cluster only through the chain, and
+// fails to list one that starts at cluster 0.
+func ownsCluster(fsys *fat32.FileSystem, name string) bool {
+	f, err := fsys.OpenFile(name, os.O_RDONLY)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	c, ok := f.(interface{ GetClusterChain() ([]uint32, error) })
+	if !ok {
+		return false
+	}
+	chain, err := c.GetClusterChain()
+	return err == nil && len(chain) > 0 && chain[0] >= 2
 }

@@ -53,14 +53,23 @@ func smallCard(t testing.TB, dir string) string {
 			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
 		}
 	}
+	boot := smallBoot(t, dir)
+	disk := filepath.Join(dir, "card.img")
+	testkit.Disk{LabelID: "0x6c1e5a3b", Boot: boot, Root: root, BootStart: bootStart, BootSize: bootSize, RootStart: rootStart, RootSize: rootSize}.Write(t, disk)
+	return disk
+}
+
+// smallBoot makes smallCard's boot partition, dir/boot.fat: FAT32 with 2 KiB
+// clusters (-s 4 like Pi OS) holding a cmdline.txt of one cluster and a
+// config.txt of four, both written by mtools.
+func smallBoot(t testing.TB, dir string) string {
+	need(t, "mkfs.vfat", "mcopy")
 	boot := filepath.Join(dir, "boot.fat")
 	testkit.Run(t, "mkfs.vfat", "-C", "-F", "32", "-s", "4", "-n", "bootfs", boot, fmt.Sprint(bootSize>>10))
 	os.WriteFile(filepath.Join(dir, "cmdline.txt"), []byte("console=serial0,115200 console=tty1 root=PARTUUID=6c1e5a3b-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "config.txt"), []byte("[all]\n"+strings.Repeat("# padding line for a long config\n", 200)), 0o644)
 	testkit.Run(t, "mcopy", "-i", boot, filepath.Join(dir, "cmdline.txt"), filepath.Join(dir, "config.txt"), "::/")
-	disk := filepath.Join(dir, "card.img")
-	testkit.Disk{LabelID: "0x6c1e5a3b", Boot: boot, Root: root, BootStart: bootStart, BootSize: bootSize, RootStart: rootStart, RootSize: rootSize}.Write(t, disk)
-	return disk
+	return boot
 }
 
 func fileSum(t *testing.T, p string) [32]byte {

@@ -7,21 +7,44 @@ import (
 	"io"
 )
 
-// go-diskfs v1.9.4 writes FAT32 files correctly but leaves its bookkeeping
-// wrong in ways fsck.fat rejects (measured: `fsck.fat -n` exits 1 after each):
+// go-diskfs v1.9.4 writes FAT32 files correctly, and a rewrite opened with
+// O_TRUNC frees the clusters that shorter content no longer needs, but its
+// bookkeeping stays wrong in ways fsck.fat rejects (measured: `fsck.fat -n`
+// exits 1 after each of these alone, on a volume mkfs.vfat made):
 //   - Remove does not free the removed file's clusters ("Reclaimed N unused
-//     clusters");
-//   - a created empty file keeps a one-cluster chain ("File size is 0 bytes,
-//     cluster chain length is > 0 bytes") — the boot partition's `ssh` flag
-//     file is such a file;
-//   - allocations do not update the FSInfo free-cluster count ("Free cluster
-//     summary wrong");
+//     clusters"), which is why fatWrite rewrites files in place;
+//   - every file it creates, and every file truncated to empty, keeps a
+//     one-cluster chain ("File size is 0 bytes, cluster chain length is > 0
+//     bytes") — the boot partition's `ssh` flag file is such a file;
+//   - it writes back the FSInfo free-cluster count it read, whatever it
+//     allocated or freed ("Free cluster summary wrong (N vs. really M)");
 //   - Mkdir of a directory in the root writes the root's cluster number in
 //     '..' where FAT32 wants 0 ("Invalid '..' entry in the second slot").
 // repairFAT puts the bookkeeping back after our operations: it walks the
 // directory tree from the root, trims chains to file sizes, frees every
 // allocated cluster no entry reaches, fixes '.' and '..', and rewrites
 // FSInfo. It refuses (rather than guesses) on anything else inconsistent.
+// It says what it repaired, by kind, so that a test can tell the repairs a
+// bake always needs from those that mean a leak: after a bake's writes
+// (TestBakeLeavesNothingToRepair) only the last three are left, and
+// clusters leak only where a plan removes a boot file.
+
+// fatRepairs counts what repairFAT changed, by kind.
+type fatRepairs struct {
+	// Leaked is the number of clusters allocated but reached by no entry
+	// (not counting those the two kinds below release), now free.
+	Leaked int
+	// Trimmed is the number of files whose chain held more clusters than
+	// their size needs, now cut to it.
+	Trimmed int
+	// EmptyChains is the number of empty files that held a chain, now
+	// starting at cluster 0.
+	EmptyChains int
+	// Dots is the number of '.' and '..' entries that named the wrong cluster.
+	Dots int
+	// FSInfoFree is whether FSInfo's free-cluster count was wrong.
+	FSInfoFree bool
+}
 
 type fatVolume struct {
 	dev                rwAt
@@ -115,21 +138,26 @@ func (v *fatVolume) chain(start uint32, used []bool) ([]uint32, error) {
 	}
 }
 
-func repairFAT(dev rwAt) error {
+func repairFAT(dev rwAt) (fatRepairs, error) {
+	var r fatRepairs
 	v, err := openFAT(dev)
 	if err != nil {
-		return err
+		return r, err
 	}
 	used := make([]bool, v.clusters+2)
-	if err := v.walkDir(v.rootCluster, 0, used, 0); err != nil {
-		return err
+	released := make([]bool, v.clusters+2)
+	if err := v.walkDir(v.rootCluster, 0, used, released, &r, 0); err != nil {
+		return r, err
 	}
 	free := uint32(0)
 	nextFree := uint32(0xffffffff)
 	for c := uint32(2); c < v.clusters+2; c++ {
 		n := v.next(c)
 		if !used[c] && n != 0 && n != fatBad {
-			v.set(c, 0) // allocated but reached by no entry: leaked by go-diskfs
+			v.set(c, 0)
+			if !released[c] {
+				r.Leaked++
+			}
 			n = 0
 		}
 		if n == 0 {
@@ -148,29 +176,42 @@ func repairFAT(dev rwAt) error {
 		}
 		for i := range v.nFATs {
 			if _, err := dev.WriteAt(v.fat[off:end], v.fatStart+int64(i)*v.fatBytes+off); err != nil {
-				return fmt.Errorf("write FAT: %w", err)
+				return r, fmt.Errorf("write FAT: %w", err)
 			}
 		}
 	}
 	fsi := make([]byte, 512)
 	if _, err := dev.ReadAt(fsi, v.fsinfo); err != nil {
-		return fmt.Errorf("read FSInfo: %w", err)
+		return r, fmt.Errorf("read FSInfo: %w", err)
 	}
 	le := binary.LittleEndian
 	if le.Uint32(fsi[0:]) != 0x41615252 || le.Uint32(fsi[484:]) != 0x61417272 {
-		return nil // no FSInfo sector: nothing to keep in step
+		return r, nil // no FSInfo sector: nothing to keep in step
 	}
+	r.FSInfoFree = le.Uint32(fsi[488:]) != free
 	le.PutUint32(fsi[488:], free)
 	le.PutUint32(fsi[492:], nextFree)
 	if _, err := dev.WriteAt(fsi[488:496], v.fsinfo+488); err != nil {
-		return fmt.Errorf("write FSInfo: %w", err)
+		return r, fmt.Errorf("write FSInfo: %w", err)
 	}
-	return nil
+	return r, nil
+}
+
+// release marks the clusters of the chain from start as freed by a repair
+// rather than leaked; it stops, without failing, wherever the chain breaks
+// or meets a cluster seen already.
+func (v *fatVolume) release(start uint32, used, released []bool) {
+	for c := start; v.valid(c) && !used[c] && !released[c]; c = v.next(c) {
+		released[c] = true
+		if v.next(c) >= fatEOC {
+			return
+		}
+	}
 }
 
 // walkDir checks one directory (its chain starting at cl) and everything below it.
 // parent is the parent's first cluster, 0 for the root and its children.
-func (v *fatVolume) walkDir(cl, parent uint32, used []bool, depth int) error {
+func (v *fatVolume) walkDir(cl, parent uint32, used, released []bool, r *fatRepairs, depth int) error {
 	if depth > 64 {
 		return fmt.Errorf("directories nested deeper than 64 levels")
 	}
@@ -209,6 +250,7 @@ func (v *fatVolume) walkDir(cl, parent uint32, used []bool, depth int) error {
 				}
 				if start != want {
 					setStart(want)
+					r.Dots++
 				}
 				continue
 			}
@@ -217,7 +259,7 @@ func (v *fatVolume) walkDir(cl, parent uint32, used []bool, depth int) error {
 				if cl == v.rootCluster {
 					self = 0 // FAT32 writes the root as 0 in '..'
 				}
-				if err := v.walkDir(start, self, used, depth+1); err != nil {
+				if err := v.walkDir(start, self, used, released, r, depth+1); err != nil {
 					return err
 				}
 				continue
@@ -226,6 +268,8 @@ func (v *fatVolume) walkDir(cl, parent uint32, used []bool, depth int) error {
 			if size == 0 {
 				if start != 0 {
 					setStart(0) // chain on an empty file: fsck.fat rejects it
+					v.release(start, used, released)
+					r.EmptyChains++
 				}
 				continue
 			}
@@ -241,7 +285,9 @@ func (v *fatVolume) walkDir(cl, parent uint32, used []bool, depth int) error {
 				v.set(chain[need-1], fatMask)
 				for _, c := range chain[need:] {
 					used[c] = false
+					released[c] = true
 				}
+				r.Trimmed++
 			}
 		}
 		if dirty {
