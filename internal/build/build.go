@@ -14,7 +14,6 @@ import (
 
 	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/bytesize"
-	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
@@ -296,13 +295,10 @@ func bakeOne(ctx context.Context, o Options, b *base, j job, info bake.Info, log
 	dev := image.NewDevice(b, b.Size())
 	m, err := bake.Apply(ctx, dev, b.layout, j.plan, info)
 	if err != nil {
-		cls := bakeClass(err)
-		if cls == fault.Input {
-			// The base's file systems: corrupt, unsupported, or too
-			// full for this plan.
-			err = fmt.Errorf("base %s: %w", o.Base, err)
+		if bake.InputProblem(err) {
+			return nil, fault.InputError(fmt.Errorf("bake %s: base %s: %w", j.plan.Node, o.Base, err))
 		}
-		return nil, fault.Classed(cls, fmt.Errorf("bake %s: %w", j.plan.Node, err))
+		return nil, fault.Classed(fault.Internal, fmt.Errorf("bake %s: %w", j.plan.Node, err))
 	}
 	check := func(r io.ReaderAt, size int64) error {
 		if o.tamper != nil {
@@ -339,19 +335,6 @@ func commit(ctx context.Context, newKeys *hostkey.Generated, staged []*output.St
 		return fault.InputError(fmt.Errorf("host key state: %w", err))
 	}
 	return fault.HostOrInternal(output.CommitAll(ctx, staged))
-}
-
-// bakeClass classifies a failure of bake.Apply: the base's root filesystem
-// being full, corrupt, dirty or using features the ext4 writer refuses, or
-// an overlay that does not fit the base, is the input's problem; anything
-// else is ours.
-func bakeClass(err error) fault.Class {
-	for _, e := range []error{ext4.ErrNoSpace, bake.ErrBootFull, bake.ErrConflict, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
-		if errors.Is(err, e) {
-			return fault.Input
-		}
-	}
-	return fault.Internal
 }
 
 // progress is o.Progress, or no display; update never goes backwards even
