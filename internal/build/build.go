@@ -19,6 +19,7 @@ import (
 	"github.com/magibake/magibake/internal/fetch"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/overlay"
 	"github.com/magibake/magibake/internal/plan"
@@ -299,7 +300,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	for _, j := range jobs {
 		j.plan.MTime = mtime
 	}
-	info := bake.Info{Version: o.Version, ProfileDigest: c.Digest, BaseSHA256: base.SHA256}
+	info := manifest.Info{Version: o.Version, ProfileDigest: c.Digest, BaseSHA256: base.SHA256}
 	var staged []*output.Staged
 	defer func() {
 		for _, s := range staged {
