@@ -21,17 +21,15 @@ import (
 	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/fatfs"
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/plan"
 )
 
-// ManifestPath is where the manifest lives on the root partition.
-const ManifestPath = "/etc/magibake/manifest.json"
-
 // Apply writes every operation of p into dev, then the manifest, then checks
 // by reading everything back through freshly opened filesystems.
-func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.Plan, info Info) (*Manifest, error) {
-	m := newManifest(p, info)
-	written, err := withManifest(p, m)
+func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.Plan, info manifest.Info) (*manifest.Manifest, error) {
+	m := manifest.New(p, info)
+	written, err := manifest.With(p, m)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/testkit"
@@ -129,7 +130,7 @@ func TestApplyToSmallCard(t *testing.T) {
 		t.Fatalf("layout %+v", layout)
 	}
 	dev := image.NewDevice(base, base.Size())
-	m, err := Apply(context.Background(), dev, layout, p, Info{Version: "test", ProfileDigest: "d", BaseSHA256: base.SHA256})
+	m, err := Apply(context.Background(), dev, layout, p, manifest.Info{Version: "test", ProfileDigest: "d", BaseSHA256: base.SHA256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestFATDirectoriesDated(t *testing.T) {
 			t.Fatal(err)
 		}
 		dev := image.NewDevice(base, base.Size())
-		if _, err := Apply(context.Background(), dev, layout, p, Info{Version: "test"}); err != nil {
+		if _, err := Apply(context.Background(), dev, layout, p, manifest.Info{Version: "test"}); err != nil {
 			t.Fatal(err)
 		}
 		b := make([]byte, layout.Boot.Size)

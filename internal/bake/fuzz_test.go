@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/plan"
 )
@@ -175,7 +176,7 @@ func FuzzApply(f *testing.F) {
 			p.Ops = append(validOpsFrom(data), invalidOps[pick%len(invalidOps)])
 		}
 		dev := image.NewDevice(base, base.Size())
-		_, err := Apply(context.Background(), dev, layout, p, Info{Version: "fuzz", ProfileDigest: "d", BaseSHA256: base.SHA256})
+		_, err := Apply(context.Background(), dev, layout, p, manifest.Info{Version: "fuzz", ProfileDigest: "d", BaseSHA256: base.SHA256})
 		switch {
 		case err != nil && errors.Is(err, context.Canceled):
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/overlay"
 	"github.com/magibake/magibake/internal/plan"
@@ -279,7 +280,7 @@ func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, lo
 			}
 		}
 	}()
-	info := bake.Info{Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
+	info := manifest.Info{Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
 	for _, j := range jobs {
 		s, err := bakeOne(ctx, o, b, j, info, log)
 		if err != nil {
@@ -290,7 +291,7 @@ func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, lo
 	return staged, nil
 }
 
-func bakeOne(ctx context.Context, o Options, b *base, j job, info bake.Info, log io.Writer) (*output.Staged, error) {
+func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info, log io.Writer) (*output.Staged, error) {
 	start := time.Now()
 	dev := image.NewDevice(b, b.Size())
 	m, err := bake.Apply(ctx, dev, b.layout, j.plan, info)

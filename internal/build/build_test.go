@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/testkit"
 )
@@ -111,8 +111,8 @@ func head(t *testing.T, p string, n int) []byte {
 
 func checkManifest(t *testing.T, card fixture.Card, p *plan.Plan, digest string, baseSum string) {
 	t.Helper()
-	var m bake.Manifest
-	if err := json.Unmarshal([]byte(card.ReadRoot(t, bake.ManifestPath)), &m); err != nil {
+	var m manifest.Manifest
+	if err := json.Unmarshal([]byte(card.ReadRoot(t, manifest.Path)), &m); err != nil {
 		t.Fatalf("manifest: %v", err)
 	}
 	if m.Node != p.Node || m.ProfileDigest != digest || m.BaseSHA256 != baseSum || m.Version != "test" {
@@ -137,7 +137,7 @@ func checkManifest(t *testing.T, card fixture.Card, p *plan.Plan, digest string,
 			t.Errorf("manifest sha256 of %s wrong", op.Path)
 		}
 	}
-	raw := card.ReadRoot(t, bake.ManifestPath)
+	raw := card.ReadRoot(t, manifest.Path)
 	for _, secret := range []string{env["MAGIBAKE_PASSWORD_HASH"], env["MAGIBAKE_WIFI_PASSPHRASE"]} {
 		if strings.Contains(raw, secret) {
 			t.Error("the manifest contains a secret")
@@ -165,7 +165,7 @@ func checkDhcpd(t *testing.T, card fixture.Card) {
 // partition's files, between base and card, except what the plan wrote.
 func checkUntouched(t *testing.T, base, card fixture.Card, p *plan.Plan) {
 	t.Helper()
-	written := map[string]bool{bake.ManifestPath: true}
+	written := map[string]bool{manifest.Path: true}
 	for _, op := range p.Ops {
 		written[op.Partition.String()+":"+op.Path] = true
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
 )
 
@@ -36,12 +37,12 @@ func TestOutputReadBack(t *testing.T) {
 		{"one byte of the manifest flipped", func(t *testing.T, f *os.File) {
 			off := find(t, f, root.Start, root.Size, []byte(`"tool": "magibake"`))
 			writeAt(t, f, []byte{'T'}, off+1)
-		}, "verify " + bake.ManifestPath + " on root: content differs from what was written"},
+		}, "verify " + manifest.Path + " on root: content differs from what was written"},
 		{"the manifest's first block dropped (zeros)", func(t *testing.T, f *os.File) {
 			off := find(t, f, root.Start, root.Size, []byte(`"tool": "magibake"`))
 			block := root.Start + (off-root.Start)/4096*4096
 			writeAt(t, f, make([]byte, 4096), block)
-		}, "verify " + bake.ManifestPath + " on root: content differs from what was written"},
+		}, "verify " + manifest.Path + " on root: content differs from what was written"},
 		{"cmdline.txt edited on the boot partition", func(t *testing.T, f *os.File) {
 			off := find(t, f, boot.Start, boot.Size, []byte("cfg80211.ieee80211_regdom=GB"))
 			writeAt(t, f, []byte("XX"), off+int64(len("cfg80211.ieee80211_regdom=")))
@@ -151,7 +152,7 @@ func BenchmarkReadBack(b *testing.B) {
 		b.Fatal(err)
 	}
 	dev := image.NewDevice(base, base.Size())
-	m, err := bake.Apply(context.Background(), dev, layout, p, bake.Info{Version: "bench", ProfileDigest: c.Digest, BaseSHA256: base.SHA256})
+	m, err := bake.Apply(context.Background(), dev, layout, p, manifest.Info{Version: "bench", ProfileDigest: c.Digest, BaseSHA256: base.SHA256})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/build"
 	"github.com/magibake/magibake/internal/fixture"
+	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/plan"
 )
 
@@ -60,8 +60,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	c := fixture.OpenCard(t, card)
 	c.Fsck(t)
-	var m bake.Manifest
-	raw := c.ReadRoot(t, bake.ManifestPath)
+	var m manifest.Manifest
+	raw := c.ReadRoot(t, manifest.Path)
 	if err := json.Unmarshal([]byte(raw), &m); err != nil {
 		t.Fatalf("manifest: %v", err)
 	}
@@ -291,9 +291,9 @@ func TestSecretsMaskedByConstruction(t *testing.T) {
 	}
 	noSecret(t, "build output", stdout+stderr, secrets...)
 	card := fixture.OpenCard(t, filepath.Join(out, "caspar.img"))
-	raw := card.ReadRoot(t, bake.ManifestPath)
+	raw := card.ReadRoot(t, manifest.Path)
 	noSecret(t, "manifest", raw, secrets...)
-	var m bake.Manifest
+	var m manifest.Manifest
 	if err := json.Unmarshal([]byte(raw), &m); err != nil {
 		t.Fatal(err)
 	}

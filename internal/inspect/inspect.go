@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +17,9 @@ import (
 
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
-	"github.com/magibake/magibake/internal/bake"
 	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/image"
+	"github.com/magibake/magibake/internal/manifest"
 )
 
 // Partition is one MBR partition table entry, in bytes.
@@ -42,8 +41,8 @@ type Report struct {
 	Partitions    []Partition       `json:"partitions"`
 	OSRelease     map[string]string `json:"os_release,omitempty"`
 	// Release is VERSION_CODENAME (bookworm, trixie), or "" when unknown.
-	Release  string         `json:"release,omitempty"`
-	Manifest *bake.Manifest `json:"manifest,omitempty"`
+	Release  string             `json:"release,omitempty"`
+	Manifest *manifest.Manifest `json:"manifest,omitempty"`
 	// RootError says why the root filesystem could not be read; the
 	// partition table is still reported.
 	RootError string `json:"root_error,omitempty"`
@@ -127,17 +126,15 @@ func (im *Image) Report() (*Report, error) {
 			break
 		}
 	}
-	data, err := root.ReadFile(bake.ManifestPath)
+	data, err := root.ReadFile(manifest.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return nil, fmt.Errorf("%s: read %s: %w", im.Path, bake.ManifestPath, err)
+		return nil, fmt.Errorf("%s: read %s: %w", im.Path, manifest.Path, err)
 	default:
-		var m bake.Manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			return nil, fmt.Errorf("%s: %s is not a magibake manifest: %w", im.Path, bake.ManifestPath, err)
+		if r.Manifest, err = manifest.Parse(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", im.Path, err)
 		}
-		r.Manifest = &m
 	}
 	return r, nil
 }

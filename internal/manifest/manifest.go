@@ -1,4 +1,6 @@
-package bake
+// Package manifest holds the record of a bake that every card carries at
+// Path: bake writes it, inspect (and any other reader of cards) parses it.
+package manifest
 
 import (
 	"crypto/sha256"
@@ -10,6 +12,9 @@ import (
 	"github.com/magibake/magibake/internal/plan"
 )
 
+// Path is where the manifest lives on the root partition.
+const Path = "/etc/magibake/manifest.json"
+
 // Info is what the manifest records besides the files.
 type Info struct {
 	Version       string // magibake version
@@ -17,19 +22,19 @@ type Info struct {
 	BaseSHA256    string // sha256 of the base image file as given
 }
 
-// Manifest is the record baked into every card at ManifestPath.
+// Manifest is the record baked into every card at Path.
 type Manifest struct {
-	Tool          string          `json:"tool"`
-	Version       string          `json:"version"`
-	Node          string          `json:"node"`
-	ProfileDigest string          `json:"profile_digest"`
-	BaseSHA256    string          `json:"base_sha256"`
-	BakedAt       time.Time       `json:"baked_at"` // the plan's fixed timestamp, not the wall clock
-	Files         []ManifestEntry `json:"files"`
+	Tool          string    `json:"tool"`
+	Version       string    `json:"version"`
+	Node          string    `json:"node"`
+	ProfileDigest string    `json:"profile_digest"`
+	BaseSHA256    string    `json:"base_sha256"`
+	BakedAt       time.Time `json:"baked_at"` // the plan's fixed timestamp, not the wall clock
+	Files         []Entry   `json:"files"`
 }
 
-// ManifestEntry is one operation of the plan as applied.
-type ManifestEntry struct {
+// Entry is one operation of the plan as applied.
+type Entry struct {
 	Partition string `json:"partition"`
 	Kind      string `json:"kind"`
 	Path      string `json:"path"`
@@ -45,11 +50,12 @@ type ManifestEntry struct {
 	Source string `json:"source,omitempty"`
 }
 
-func newManifest(p *plan.Plan, info Info) *Manifest {
+// New records every operation of p, as bake is about to apply it.
+func New(p *plan.Plan, info Info) *Manifest {
 	m := &Manifest{Tool: "magibake", Version: info.Version, Node: p.Node, ProfileDigest: info.ProfileDigest,
-		BaseSHA256: info.BaseSHA256, BakedAt: p.MTime.UTC(), Files: []ManifestEntry{}}
+		BaseSHA256: info.BaseSHA256, BakedAt: p.MTime.UTC(), Files: []Entry{}}
 	for _, op := range p.Ops {
-		e := ManifestEntry{Partition: op.Partition.String(), Kind: string(op.Kind), Path: op.Path,
+		e := Entry{Partition: op.Partition.String(), Kind: string(op.Kind), Path: op.Path,
 			UID: op.UID, GID: op.GID, Target: op.Target, Source: op.Source}
 		if op.Kind == plan.WriteFile || op.Kind == plan.Mkdir {
 			e.Mode = plan.OctalMode(op.Mode)
@@ -71,23 +77,33 @@ func newManifest(p *plan.Plan, info Info) *Manifest {
 	return m
 }
 
-// op is the plan operation that writes the manifest itself.
-func (m *Manifest) op(mtime time.Time) (plan.Op, error) {
+// Op is the plan operation that writes m itself, so that it is applied and
+// verified like any other file.
+func (m *Manifest) Op() (plan.Op, error) {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return plan.Op{}, fmt.Errorf("manifest: %w", err)
 	}
-	return plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: ManifestPath, Mode: 0o644,
+	return plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: Path, Mode: 0o644,
 		Content: append(data, '\n'), Source: "magibake"}, nil
 }
 
-// withManifest is p followed by the operation that writes m: everything
-// Apply writes, and so everything a verification reads back.
-func withManifest(p *plan.Plan, m *Manifest) (*plan.Plan, error) {
-	mop, err := m.op(p.MTime)
+// With is p followed by the operation that writes m: everything a bake
+// writes, and so everything a verification reads back.
+func With(p *plan.Plan, m *Manifest) (*plan.Plan, error) {
+	mop, err := m.Op()
 	if err != nil {
 		return nil, err
 	}
 	ops := append(append(make([]plan.Op, 0, len(p.Ops)+1), p.Ops...), mop)
 	return &plan.Plan{Node: p.Node, Ops: ops, MTime: p.MTime}, nil
+}
+
+// Parse reads the manifest a card holds at Path.
+func Parse(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s is not a magibake manifest: %w", Path, err)
+	}
+	return &m, nil
 }
