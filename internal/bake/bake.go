@@ -19,7 +19,7 @@ import (
 
 	"github.com/magibake/magibake/internal/bytesize"
 	"github.com/magibake/magibake/internal/ext4"
-	"github.com/magibake/magibake/internal/fatfs"
+	"github.com/magibake/magibake/internal/fatread"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/plan"
@@ -202,10 +202,10 @@ func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 		return fatWrite(fsys, op.Path, op.Content, p)
 	case plan.EditCmdline:
 		// go-diskfs says "does not exist" only in words.
-		if _, ok := fatfs.Exists(fsys, op.Path); !ok {
+		if _, ok := fatread.Exists(fsys, op.Path); !ok {
 			return fmt.Errorf("read: %w", fs.ErrNotExist)
 		}
-		old, err := fatfs.ReadFile(fsys, op.Path)
+		old, err := fatread.ReadFile(fsys, op.Path)
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
@@ -213,7 +213,7 @@ func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 	case plan.Mkdir:
 		return fatMkdir(fsys, op.Path, p.MTime)
 	case plan.Remove:
-		if _, ok := fatfs.Exists(fsys, op.Path); !ok {
+		if _, ok := fatread.Exists(fsys, op.Path); !ok {
 			return nil
 		}
 		return fsys.Remove(op.Path)
@@ -229,7 +229,7 @@ func fatMkdir(fsys *fat32.FileSystem, dir string, mtime time.Time) error {
 	if dir == "/" {
 		return nil
 	}
-	if fi, ok := fatfs.Exists(fsys, dir); ok {
+	if fi, ok := fatread.Exists(fsys, dir); ok {
 		if !fi.IsDir() {
 			return fmt.Errorf("%s is a file", dir)
 		}
@@ -259,7 +259,7 @@ func fatWrite(fsys *fat32.FileSystem, name string, data []byte, p *plan.Plan) er
 			return fmt.Errorf("mkdir %s: %w", dir, err)
 		}
 	}
-	if fi, ok := fatfs.Exists(fsys, name); ok {
+	if fi, ok := fatread.Exists(fsys, name); ok {
 		if fi.IsDir() {
 			return fmt.Errorf("is a directory")
 		}

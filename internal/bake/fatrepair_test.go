@@ -14,7 +14,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
-	"github.com/magibake/magibake/internal/fatfs"
+	"github.com/magibake/magibake/internal/fatread"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
@@ -134,7 +134,7 @@ func TestGoDiskfsFATBookkeeping(t *testing.T) {
 			_, fsys := openFATFile(t, boot)
 			c.do(t, fsys)
 			if c.path != "" {
-				got, err := fatfs.ReadFile(fsys, c.path)
+				got, err := fatread.ReadFile(fsys, c.path)
 				switch {
 				case c.want == nil && err == nil && len(got) > 0:
 					t.Errorf("%s reads back (%d bytes): go-diskfs now writes into a file without a cluster", c.path, len(got))
@@ -328,7 +328,7 @@ func TestFATWriteIntoFileWithoutCluster(t *testing.T) {
 	if err := fatWrite(fsys, "/ssh", content, &plan.Plan{MTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := fatfs.ReadFile(fsys, "/ssh"); err != nil || !bytes.Equal(got, content) {
+	if got, err := fatread.ReadFile(fsys, "/ssh"); err != nil || !bytes.Equal(got, content) {
 		t.Errorf("/ssh reads back as %q, %v; want %q", got, err, content)
 	}
 	out, _ := fsckFAT(t, boot)

@@ -16,7 +16,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/magibake/magibake/internal/ext4"
-	"github.com/magibake/magibake/internal/fatfs"
+	"github.com/magibake/magibake/internal/fatread"
 	"github.com/magibake/magibake/internal/plan"
 )
 
@@ -143,7 +143,7 @@ func ext4Op(fsys *ext4.FS, op plan.Op) (Result, error) {
 
 func fatOp(fsys *fat32.FileSystem, op plan.Op) (Result, error) {
 	var r Result
-	fi, exists := fatfs.Exists(fsys, op.Path)
+	fi, exists := fatread.Exists(fsys, op.Path)
 	switch op.Kind {
 	case plan.Remove:
 		r.Present = exists
@@ -166,7 +166,7 @@ func fatOp(fsys *fat32.FileSystem, op plan.Op) (Result, error) {
 		// go-diskfs cannot open an empty file that has no cluster (the
 		// correct form): "invalid start cluster: 0".
 		var err error
-		if r.Current, err = fatfs.ReadFile(fsys, op.Path); err != nil {
+		if r.Current, err = fatread.ReadFile(fsys, op.Path); err != nil {
 			return Result{}, err
 		}
 	}

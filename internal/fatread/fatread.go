@@ -1,7 +1,7 @@
-// Package fatfs holds the reads of a go-diskfs v1.9.4 FAT32 filesystem that
+// Package fatread holds the reads of a go-diskfs v1.9.4 FAT32 filesystem that
 // its own API gets wrong; the writer (internal/bake) and the reader
 // (internal/inspect) both go through it.
-package fatfs
+package fatread
 
 import (
 	"errors"
