@@ -117,15 +117,7 @@ func TestApplyToSmallCard(t *testing.T) {
 	add(plan.Op{Partition: plan.Root, Kind: plan.Remove, Path: "/etc/base-007.conf"})
 	add(plan.Op{Partition: plan.Root, Kind: plan.Remove, Path: "/etc/never-existed"})
 
-	base, err := image.OpenBase(context.Background(), disk, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	layout, err := image.ReadLayout(base, base.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, layout := fixture.OpenBase(t, disk)
 	if layout.Boot.Start != bootStart || layout.Root.Start != rootStart || layout.DiskID != 0x6c1e5a3b {
 		t.Fatalf("layout %+v", layout)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 
 	"github.com/magibake/magibake/internal/fatread"
+	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/output"
@@ -235,15 +236,7 @@ func TestBakeLeavesNothingToRepair(t *testing.T) {
 	need(t, "fsck.fat")
 	dir := t.TempDir()
 	disk := smallCard(t, dir)
-	base, err := image.OpenBase(context.Background(), disk, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	layout, err := image.ReadLayout(base, base.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, layout := fixture.OpenBase(t, disk)
 	c, err := profile.Default(profile.Options{Getenv: func(k string) string { return demoEnv[k] }})
 	if err != nil {
 		t.Fatal(err)

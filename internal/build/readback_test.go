@@ -142,15 +142,7 @@ func BenchmarkReadBack(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	base, err := image.OpenBase(context.Background(), img, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer base.Close()
-	layout, err := image.ReadLayout(base, base.Size())
-	if err != nil {
-		b.Fatal(err)
-	}
+	base, layout := fixture.OpenBase(b, img)
 	dev := image.NewDevice(base, base.Size())
 	m, err := bake.Apply(context.Background(), dev, layout, p, manifest.Info{Version: "bench", ProfileDigest: c.Digest, BaseSHA256: base.SHA256})
 	if err != nil {

@@ -22,15 +22,7 @@ import (
 // leave, and diff never shows a secret's hash.
 func TestCompare(t *testing.T) {
 	img, _ := fixture.Image(t, "bookworm")
-	base, err := image.OpenBase(context.Background(), img, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	layout, err := image.ReadLayout(base, base.Size())
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, layout := fixture.OpenBase(t, img)
 	im, err := inspect.Open(context.Background(), img, t.TempDir())
 	if err != nil {
 		t.Fatal(err)

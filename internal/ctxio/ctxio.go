@@ -1,5 +1,6 @@
-// Package ctxio holds the reads that a long copy or hash makes stoppable
-// with a context (Ctrl-C): used by image, fetch and output.
+// Package ctxio holds the reads and writes that a long copy or hash makes
+// stoppable with a context (Ctrl-C): used by image, fetch, output and
+// xzblocks.
 package ctxio
 
 import (
@@ -23,6 +24,21 @@ func (c *reader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Writer writes to w until ctx is done, then returns ctx's error.
+func Writer(ctx context.Context, w io.Writer) io.Writer { return &writer{ctx, w} }
+
+type writer struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *writer) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // SHA256 is the hex sha256 of everything r gives.

@@ -11,12 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/overlays"
-	"gopkg.in/yaml.v3"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -120,21 +121,7 @@ func firstDiff(got, want string) string {
 func tree(t *testing.T, p *plan.Plan) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, op := range p.Ops {
-		if op.Partition != plan.Root {
-			continue
-		}
-		dst := filepath.Join(dir, op.Path)
-		os.MkdirAll(filepath.Dir(dst), 0o755)
-		switch op.Kind {
-		case plan.WriteFile:
-			if err := os.WriteFile(dst, op.Content, op.Mode.Perm()); err != nil {
-				t.Fatal(err)
-			}
-		case plan.Symlink:
-			os.Symlink(op.Target, dst)
-		}
-	}
+	applyOnto(t, dir, p)
 	return dir
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/magibake/magibake/internal/ctxio"
 	"github.com/magibake/magibake/internal/zeros"
 )
 
@@ -166,7 +167,7 @@ func (x *Reader) NewStream(ctx context.Context, n int) io.ReadCloser {
 				defer func() { <-sem }()
 				var buf bytes.Buffer
 				buf.Grow(int(min(b.UncompressedSize, maxPrealloc)))
-				err := decodeBlock(x.r, b, i, &ctxWriter{ctx, &buf}, make([]byte, copyBuf))
+				err := decodeBlock(x.r, b, i, ctxio.Writer(ctx, &buf), make([]byte, copyBuf))
 				ch <- result{buf.Bytes(), err}
 			}()
 		}
@@ -220,18 +221,6 @@ func (s *stream) Close() error {
 		<-ch
 	}
 	return nil
-}
-
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c *ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
 }
 
 // ReadAt reads decompressed bytes at off, decoding the blocks it needs and
