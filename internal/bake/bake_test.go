@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,8 +21,6 @@ import (
 	"github.com/magibake/magibake/internal/testkit"
 )
 
-func need(t testing.TB, tools ...string) { t.Helper(); fixture.RequireTools(t, tools...) }
-
 const (
 	bootStart = 16384 * 512
 	bootSize  = 300 << 20
@@ -35,7 +32,7 @@ const (
 // FAT32 boot (-s 4 like Pi OS) and an ext4 root made like Pi OS's, with an
 // htree /etc.
 func smallCard(t testing.TB, dir string) string {
-	need(t, "mkfs.vfat", "mcopy", "mkfs.ext4", "e2fsck", "sfdisk")
+	testkit.RequireTools(t, "mkfs.vfat", "mcopy", "mkfs.ext4", "e2fsck", "sfdisk")
 	tree := filepath.Join(dir, "tree")
 	for _, d := range []string{"etc/systemd/system/multi-user.target.wants", "usr/bin", "home"} {
 		os.MkdirAll(filepath.Join(tree, d), 0o755)
@@ -49,11 +46,7 @@ func smallCard(t testing.TB, dir string) string {
 	os.WriteFile(filepath.Join(tree, "usr/bin/tool"), bytes.Repeat([]byte{1, 2, 3}, 100000), 0o755)
 	root := filepath.Join(dir, "root.ext4")
 	testkit.Run(t, "mkfs.ext4", "-q", "-F", "-L", "rootfs", "-O", "^64bit,^huge_file", "-d", tree, root, fmt.Sprint(rootSize>>10)+"k")
-	if out, err := exec.Command("e2fsck", "-fyD", root).CombinedOutput(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
-			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
-		}
-	}
+	testkit.IndexExt4(t, root)
 	boot := smallBoot(t, dir)
 	disk := filepath.Join(dir, "card.img")
 	testkit.Disk{LabelID: "0x6c1e5a3b", Boot: boot, Root: root, BootStart: bootStart, BootSize: bootSize, RootStart: rootStart, RootSize: rootSize}.Write(t, disk)
@@ -64,7 +57,7 @@ func smallCard(t testing.TB, dir string) string {
 // clusters (-s 4 like Pi OS) holding a cmdline.txt of one cluster and a
 // config.txt of four, both written by mtools.
 func smallBoot(t testing.TB, dir string) string {
-	need(t, "mkfs.vfat", "mcopy")
+	testkit.RequireTools(t, "mkfs.vfat", "mcopy")
 	boot := filepath.Join(dir, "boot.fat")
 	testkit.Run(t, "mkfs.vfat", "-C", "-F", "32", "-s", "4", "-n", "bootfs", boot, fmt.Sprint(bootSize>>10))
 	os.WriteFile(filepath.Join(dir, "cmdline.txt"), []byte("console=serial0,115200 console=tty1 root=PARTUUID=6c1e5a3b-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n"), 0o644)
@@ -83,7 +76,7 @@ func fileSum(t *testing.T, p string) [32]byte {
 }
 
 func TestApplyToSmallCard(t *testing.T) {
-	need(t, "debugfs", "fsck.fat", "mtype", "mdir")
+	testkit.RequireTools(t, "debugfs", "fsck.fat", "mtype", "mdir")
 	dir := t.TempDir()
 	disk := smallCard(t, dir)
 	before := fileSum(t, disk)

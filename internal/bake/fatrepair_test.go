@@ -79,7 +79,7 @@ func fatPut(t *testing.T, fsys *fat32.FileSystem, name string, flag int, data []
 // on these facts. A case that fails after a go-diskfs upgrade names a
 // workaround to revisit (fatWrite, fatrepair.go's header).
 func TestGoDiskfsFATBookkeeping(t *testing.T) {
-	need(t, "fsck.fat", "mcopy")
+	testkit.RequireTools(t, "fsck.fat", "mcopy")
 	const trunc = os.O_CREATE | os.O_RDWR | os.O_TRUNC
 	short := []byte(strings.Repeat("s", 99) + "\n")
 	for _, c := range []struct {
@@ -165,7 +165,7 @@ func TestGoDiskfsFATBookkeeping(t *testing.T) {
 // once, and checks that it reports each repair, that fsck.fat then finds
 // the volume clean, and that a second pass finds nothing to do.
 func TestRepairFATReports(t *testing.T) {
-	need(t, "fsck.fat")
+	testkit.RequireTools(t, "fsck.fat")
 	boot := smallBoot(t, t.TempDir())
 	dev, fsys := openFATFile(t, boot)
 	if err := fsys.Remove("/config.txt"); err != nil { // leaks its 4 clusters
@@ -233,7 +233,7 @@ var demoEnv = map[string]string{
 // on every bake (fatrepair.go): the empty `ssh` file's one-cluster chain,
 // the '..' of a directory made in the root, FSInfo's free count.
 func TestBakeLeavesNothingToRepair(t *testing.T) {
-	need(t, "fsck.fat")
+	testkit.RequireTools(t, "fsck.fat")
 	dir := t.TempDir()
 	disk := smallCard(t, dir)
 	base, layout := fixture.OpenBase(t, disk)
@@ -311,7 +311,7 @@ func TestBakeLeavesNothingToRepair(t *testing.T) {
 // mtools made (it owns no cluster, where go-diskfs's in-place Write loses the
 // content): fatWrite must recreate it, and leak nothing doing so.
 func TestFATWriteIntoFileWithoutCluster(t *testing.T) {
-	need(t, "fsck.fat", "mcopy")
+	testkit.RequireTools(t, "fsck.fat", "mcopy")
 	dir := t.TempDir()
 	boot := smallBoot(t, dir)
 	os.WriteFile(filepath.Join(dir, "ssh"), nil, 0o644)

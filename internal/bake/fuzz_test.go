@@ -16,6 +16,7 @@ import (
 	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // fuzzPaths are the paths fuzzed plans touch: existing files and
@@ -136,7 +137,7 @@ var invalidOps = []plan.Op{
 // with ErrConflict, which the CLI reports as bad input (exit 3); any other
 // plan (opsFrom: anything goes) may fail, but must not panic or hang.
 func FuzzApply(f *testing.F) {
-	need(f, "e2fsck", "fsck.fat")
+	testkit.RequireTools(f, "e2fsck", "fsck.fat")
 	dir := f.TempDir()
 	disk := smallCard(f, dir)
 	base, err := image.OpenBase(context.Background(), disk, dir)

@@ -35,7 +35,7 @@ func getenv(k string) string { return env[k] }
 // TestBuildCluster bakes the three nodes from each fixture variant in one
 // call and checks each card with the real consumers.
 func TestBuildCluster(t *testing.T) {
-	fixture.RequireTools(t, "dhcpd", "debugfs", "mtype", "e2fsck", "fsck.fat")
+	testkit.RequireTools(t, "dhcpd", "debugfs", "mtype", "e2fsck", "fsck.fat")
 	for _, variant := range []string{"bookworm", "trixie"} {
 		t.Run(variant, func(t *testing.T) {
 			img, imgXZ := fixture.Image(t, variant)

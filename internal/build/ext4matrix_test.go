@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -43,7 +42,7 @@ const (
 // the measured need of the roomy bake plus matrixSlack blocks). Every card
 // must pass e2fsck -fn and fsck.fat -n and read back as its plan.
 func TestExt4Matrix(t *testing.T) {
-	fixture.RequireTools(t, "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk", "e2fsck", "fsck.fat", "debugfs", "mtype")
+	testkit.RequireTools(t, "mkfs.ext4", "mkfs.vfat", "mcopy", "sfdisk", "e2fsck", "fsck.fat", "debugfs", "mtype")
 	features := []struct {
 		name string
 		opts string
@@ -247,11 +246,7 @@ func mkRoot(t *testing.T, dir, tree, opts string, filler int64) string {
 	}
 	root := filepath.Join(dir, "root.ext4")
 	testkit.Run(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "rootfs", "-O", opts, "-E", "root_owner=0:0", "-d", src, root, fmt.Sprint(matrixRootSize>>10)+"k")
-	if out, err := exec.Command("e2fsck", "-fyD", root).CombinedOutput(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
-			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
-		}
-	}
+	testkit.IndexExt4(t, root)
 	if filler > 0 {
 		os.RemoveAll(src)
 	}

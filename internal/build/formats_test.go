@@ -19,7 +19,7 @@ import (
 // .img card byte for byte, pass e2fsck -fn and fsck.fat -n and hold the
 // plan; the xz card must pass xz -t.
 func TestOutputFormats(t *testing.T) {
-	fixture.RequireTools(t, "xz", "zstd", "e2fsck", "fsck.fat", "debugfs", "mtype")
+	testkit.RequireTools(t, "xz", "zstd", "e2fsck", "fsck.fat", "debugfs", "mtype")
 	img, _ := fixture.Image(t, "bookworm")
 	bake := func(name string) string {
 		out := filepath.Join(t.TempDir(), name)
@@ -76,7 +76,7 @@ func TestOutputFormats(t *testing.T) {
 // xz -t, decodes to exactly the .img baked from the same base, holds a
 // clean card, and keeps all but a few of the base's blocks verbatim.
 func TestXZFromXZ(t *testing.T) {
-	fixture.RequireTools(t, "xz", "e2fsck", "fsck.fat", "debugfs", "mtype")
+	testkit.RequireTools(t, "xz", "e2fsck", "fsck.fat", "debugfs", "mtype")
 	_, baseXZ := fixture.Image(t, "bookworm")
 	var log strings.Builder
 	cache := ""

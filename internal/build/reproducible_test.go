@@ -19,7 +19,7 @@ import (
 // directories, without SOURCE_DATE_EPOCH: the two cards must be the same
 // bytes, and the baked files dated as the base's root filesystem.
 func TestReproducible(t *testing.T) {
-	fixture.RequireTools(t, "debugfs", "dumpe2fs")
+	testkit.RequireTools(t, "debugfs", "dumpe2fs")
 	noEpoch := func(k string) string {
 		if k == "SOURCE_DATE_EPOCH" {
 			return ""

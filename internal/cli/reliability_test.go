@@ -336,7 +336,7 @@ func relDisk(t *testing.T, dir, name string, parts ...[3]uint32) string {
 
 func relXZ(t *testing.T, dir, img string) []byte {
 	t.Helper()
-	fixture.RequireTools(t, "xz")
+	testkit.RequireTools(t, "xz")
 	out := filepath.Join(dir, "xz-"+filepath.Base(img)+".xz")
 	cmd := exec.Command("sh", "-c", `xz -0 --check=crc64 -c "$1" > "$2"`, "sh", img, out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -417,7 +417,7 @@ func relFixtureCopy(t *testing.T, img, name string) string {
 
 func relDebugfs(t *testing.T, img, req string) {
 	t.Helper()
-	fixture.RequireTools(t, "debugfs")
+	testkit.RequireTools(t, "debugfs")
 	spec := fixture.OpenCard(t, img).RootSpec()
 	if out, err := exec.Command("debugfs", "-w", "-R", req, spec).CombinedOutput(); err != nil {
 		t.Fatalf("debugfs -w -R %q: %v %s", req, err, out)
@@ -427,7 +427,7 @@ func relDebugfs(t *testing.T, img, req string) {
 // fillRoot allocates every free block of the root filesystem but keep.
 func relFillRoot(t *testing.T, img string, keep int) {
 	t.Helper()
-	fixture.RequireTools(t, "dumpe2fs")
+	testkit.RequireTools(t, "dumpe2fs")
 	spec := fixture.OpenCard(t, img).RootSpec()
 	out, err := exec.Command("dumpe2fs", "-h", spec).Output()
 	if err != nil {
@@ -446,7 +446,7 @@ func relFillRoot(t *testing.T, img string, keep int) {
 // partition, with one file of zeros.
 func relFillBoot(t *testing.T, img string, keep int64) {
 	t.Helper()
-	fixture.RequireTools(t, "mdir", "mcopy")
+	testkit.RequireTools(t, "mdir", "mcopy")
 	spec := fixture.OpenCard(t, img).BootSpec()
 	out, err := exec.Command("mdir", "-i", spec, "::/").CombinedOutput()
 	if err != nil {

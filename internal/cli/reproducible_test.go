@@ -23,7 +23,7 @@ import (
 // the same sha256. What a card does depend on is the same in both: base,
 // profile and secrets, overlay content, host key state, magibake.
 func TestReproducibleAnywhere(t *testing.T) {
-	fixture.RequireTools(t, "sh")
+	testkit.RequireTools(t, "sh")
 	_, imgXZ := fixture.Image(t, "bookworm")
 	bin := buildBinary(t)
 	overlay := t.TempDir()

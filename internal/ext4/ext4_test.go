@@ -31,29 +31,16 @@ type model map[string]node
 
 var testTime = time.Date(2025, 5, 13, 10, 20, 30, 123456789, time.UTC)
 
-func requireTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: run apt-get install -y e2fsprogs", tool)
-		}
-	}
-}
-
 // mkfs builds an ext4 image of sizeMB from tree with extra mkfs options and
 // indexes its directories (e2fsck -D) the way a long-lived root fs has them.
 func mkfs(t testing.TB, tree string, sizeMB int, opts ...string) string {
 	t.Helper()
-	requireTools(t, "mkfs.ext4", "e2fsck", "debugfs")
+	testkit.RequireTools(t, "mkfs.ext4", "e2fsck", "debugfs")
 	img := filepath.Join(t.TempDir(), "root.img")
 	args := append([]string{"-q", "-F", "-L", "rootfs", "-E", "root_owner=0:0", "-d", tree}, opts...)
 	args = append(args, img, fmt.Sprintf("%dM", sizeMB))
 	testkit.Run(t, "mkfs.ext4", args...)
-	if out, err := exec.Command("e2fsck", "-fyD", img).CombinedOutput(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
-			t.Fatalf("e2fsck -fyD: %v\n%s", err, out)
-		}
-	}
+	testkit.IndexExt4(t, img)
 	return img
 }
 

@@ -16,7 +16,7 @@ import (
 // own implementation, including bytes >= 0x80 where signedness matters and
 // names longer than one hash block.
 func TestDirHashMatchesDebugfs(t *testing.T) {
-	requireTools(t, "debugfs", "mkfs.ext4")
+	testkit.RequireTools(t, "debugfs", "mkfs.ext4")
 	tree, _ := makeTree(t, 1)
 	img := mkfs(t, tree, 16)
 	const seedStr = "a6619786-b1be-474f-9cae-2368f782eeb1"

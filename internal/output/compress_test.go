@@ -13,7 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/testkit"
 )
 
@@ -44,7 +43,7 @@ func testImage() []byte {
 // compressed files with the real tools: they decode to the bytes of the .img
 // output, and xz -t accepts the xz stream and lists one block per xzBlock bytes.
 func TestFormats(t *testing.T) {
-	fixture.RequireTools(t, "xz", "zstd")
+	testkit.RequireTools(t, "xz", "zstd")
 	img := testImage()
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "card.img")

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/testkit"
 	"github.com/magibake/magibake/internal/xzblocks"
 )
@@ -61,7 +60,7 @@ func (c *changed) untouched(off, n int64) bool {
 // compressed again, the stream keeps the base's check type, and xz -t and
 // xz -dc accept the result, which decodes to exactly the changed card.
 func TestXZReuse(t *testing.T) {
-	fixture.RequireTools(t, "xz")
+	testkit.RequireTools(t, "xz")
 	img := testImage()
 	for _, check := range []string{"crc64", "crc32", "sha256", "none"} {
 		t.Run(check, func(t *testing.T) {
@@ -115,7 +114,7 @@ func TestXZReuse(t *testing.T) {
 // build, naming it; a trusted base (pinned, or decoded before) is not
 // decoded again.
 func TestXZReuseDamagedBase(t *testing.T) {
-	fixture.RequireTools(t, "xz")
+	testkit.RequireTools(t, "xz")
 	img := testImage()
 	file, idx := xzBase(t, img, "crc64")
 	b := idx.Blocks[len(idx.Blocks)/2]
@@ -143,7 +142,7 @@ func TestXZReuseDamagedBase(t *testing.T) {
 // TestXZReuseFallback: a base that is not the card's size, or mixes check
 // types across streams, gives nothing to copy: every block is compressed.
 func TestXZReuseFallback(t *testing.T) {
-	fixture.RequireTools(t, "xz")
+	testkit.RequireTools(t, "xz")
 	img := testImage()
 	a, _ := xzBase(t, img[:len(img)/2], "crc64")
 	b, _ := xzBase(t, img[len(img)/2:], "crc32")

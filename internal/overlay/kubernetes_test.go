@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 // What kubernetes: true adds to every node, and nothing else.
@@ -59,7 +59,7 @@ func TestKubernetesOff(t *testing.T) {
 // swap.conf(5) syntax, and the swap units' state as systemctl sees it on a
 // Bookworm-shaped tree where dphys-swapfile is enabled.
 func TestKubernetesOn(t *testing.T) {
-	fixture.RequireTools(t, "systemctl", "systemd-analyze", "shellcheck")
+	testkit.RequireTools(t, "systemctl", "systemd-analyze", "shellcheck")
 	c := defaultCluster(t)
 	c.Kubernetes = true
 	for _, n := range c.Nodes {

@@ -17,6 +17,7 @@ import (
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/testkit"
 	"github.com/magibake/magibake/overlays"
 )
 
@@ -138,7 +139,7 @@ func find(t *testing.T, p *plan.Plan, part plan.Partition, path string) plan.Op 
 
 // TestHeadFilesAcceptedByConsumers runs the real programs over caspar's files.
 func TestHeadFilesAcceptedByConsumers(t *testing.T) {
-	fixture.RequireTools(t, "dhcpd", "iptables-restore", "systemd-analyze", "shellcheck")
+	testkit.RequireTools(t, "dhcpd", "iptables-restore", "systemd-analyze", "shellcheck")
 	c := defaultCluster(t)
 	p := render(t, c, "caspar")
 	dir := tree(t, p)
@@ -174,7 +175,7 @@ func TestHeadFilesAcceptedByConsumers(t *testing.T) {
 // TestDHCPHostEntries: workers with a MAC get a fixed-address host entry that
 // dhcpd accepts, and the same address in every node's /etc/hosts.
 func TestDHCPHostEntries(t *testing.T) {
-	fixture.RequireTools(t, "dhcpd")
+	testkit.RequireTools(t, "dhcpd")
 	dir := t.TempDir()
 	cluster, err := os.ReadFile(filepath.Join(fixture.RepoRoot(t), "profiles", "cluster.yaml"))
 	if err != nil {
@@ -218,7 +219,7 @@ func TestDHCPHostEntries(t *testing.T) {
 
 // TestWorkerFilesAcceptedByConsumers checks the units and scripts every node gets.
 func TestWorkerFilesAcceptedByConsumers(t *testing.T) {
-	fixture.RequireTools(t, "systemd-analyze", "shellcheck")
+	testkit.RequireTools(t, "systemd-analyze", "shellcheck")
 	p := render(t, defaultCluster(t), "melchior")
 	verifyUnitsAndScripts(t, p, tree(t, p))
 }
@@ -305,7 +306,7 @@ func TestCloudInit(t *testing.T) {
 // program sudo itself parses it with: with a password hash sudo asks for the
 // password, without one (key-only login) it asks for none.
 func TestSudoers(t *testing.T) {
-	fixture.RequireTools(t, "visudo")
+	testkit.RequireTools(t, "visudo")
 	withHash := testEnv
 	keyOnly := map[string]string{}
 	for k, v := range testEnv {

@@ -1,6 +1,7 @@
 // Package testkit holds the small helpers tests of every package share
-// (running a tool, hashing a file, listing an .xz file's blocks); it imports
-// nothing of magibake, so any package's tests may use it.
+// (requiring and running a tool, hashing a file, listing an .xz file's
+// blocks, laying out a card); it imports nothing of magibake, so any
+// package's tests may use it.
 package testkit
 
 import (
@@ -10,11 +11,41 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+// Packages is the apt-get line that installs every tool the tests use.
+const Packages = "e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck"
+
+// RequireTools fails the test (never skips) when a tool is missing, naming
+// the packages to install.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := exec.LookPath(filepath.Join("/usr/sbin", tool)); err == nil {
+				continue
+			}
+			t.Fatalf("%s not found: run `make tools` or `sudo apt-get install -y %s`", tool, Packages)
+		}
+	}
+}
+
+// IndexExt4 runs `e2fsck -fyD` on the ext4 image at p: it indexes every
+// directory, as a long-lived root file system has them. Exit 1 (it changed
+// something) is what it is for; anything above fails the test.
+func IndexExt4(t testing.TB, p string) {
+	t.Helper()
+	if out, err := exec.Command("e2fsck", "-fyD", p).CombinedOutput(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+			t.Fatalf("e2fsck -fyD %s: %v\n%s", p, err, out)
+		}
+	}
+}
 
 // Run runs a tool and returns its combined output; the test fails with
 // that output when the tool does.
