@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,7 +99,7 @@ func TestXZFromXZ(t *testing.T) {
 		log.Reset()
 		profiles := ""
 		if pinned {
-			profiles = pinnedProfiles(t, fmt.Sprintf("%x", testkit.SHA256File(t, baseXZ)))
+			profiles = pinnedProfiles(t, testkit.SHA256File(t, baseXZ))
 		}
 		cache = ""
 		want := testkit.SHA256File(t, bake("caspar.img", profiles))
