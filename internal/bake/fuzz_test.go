@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/image"
 	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/output"
@@ -140,15 +141,7 @@ func FuzzApply(f *testing.F) {
 	testkit.RequireTools(f, "e2fsck", "fsck.fat")
 	dir := f.TempDir()
 	disk := smallCard(f, dir)
-	base, err := image.OpenBase(context.Background(), disk, dir)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { base.Close() })
-	layout, err := image.ReadLayout(base, base.Size())
-	if err != nil {
-		f.Fatal(err)
-	}
+	base, layout := fixture.OpenBase(f, disk)
 	for _, mode := range []byte{0, 1, 2} {
 		for _, seed := range [][]byte{
 			{0, 0, 0, 3, 0x80, 13, 0, 2, 0x85, 12, 0, 1},         // hostname, config.txt, cmdline
