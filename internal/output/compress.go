@@ -14,7 +14,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/magibake/magibake/internal/ctxio"
-	"github.com/magibake/magibake/internal/tempfile"
 )
 
 // Format is the encoding of an output file, chosen by its name.
@@ -71,11 +70,7 @@ func stageCompressed(ctx context.Context, path string, src io.ReaderAt, size int
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			tempfile.Discard(tmp, lock)
-		}
-	}()
+	defer discardOnError(&err, tmp, lock)
 	bw := bufio.NewWriterSize(tmp, 1<<20)
 	verify, err := enc(ctx, bw, src, size)
 	if err == nil {

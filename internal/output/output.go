@@ -96,11 +96,7 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			tempfile.Discard(tmp, lock)
-		}
-	}()
+	defer discardOnError(&err, tmp, lock)
 	if l, ok := src.(Layered); ok && l.BaseFile() != nil {
 		err = copyLayered(ctx, tmp, l, src, size, o.progress)
 	} else {
@@ -252,6 +248,14 @@ func createTemp(path string) (*os.File, *tempfile.Lock, error) {
 		return nil, nil, fmt.Errorf("output %s: %w", path, unwrapPath(err))
 	}
 	return tmp, lock, nil
+}
+
+// discardOnError removes a temp file whose write failed: deferred with the
+// staging function's named error.
+func discardOnError(err *error, tmp *os.File, lock *tempfile.Lock) {
+	if *err != nil {
+		tempfile.Discard(tmp, lock)
+	}
 }
 
 // finish syncs, sets the mode of and closes a written temp file.
