@@ -99,13 +99,6 @@ func checkArgs(o Options) error {
 	case o.Output != "" && len(o.Nodes) > 1:
 		return fault.UsageError(fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes)))
 	}
-	seen := map[string]bool{}
-	for _, n := range o.Nodes {
-		if seen[n] {
-			return fault.UsageError(fmt.Errorf("node %s given twice", n))
-		}
-		seen[n] = true
-	}
 	return nil
 }
 
@@ -132,11 +125,12 @@ func readInputs(o Options) (*inputs, error) {
 	if err != nil {
 		return nil, fault.InputError(err)
 	}
+	secrets := secretsOf(c, keys)
 	trees, err := o.Trees()
 	if err != nil {
-		return nil, fault.InputError(err)
+		return nil, secrets.Error(fault.InputError(err))
 	}
-	return &inputs{cluster: c, keys: keys, newKeys: gen, trees: trees, mtime: mtime, secrets: secretsOf(c, keys)}, nil
+	return &inputs{cluster: c, keys: keys, newKeys: gen, trees: trees, mtime: mtime, secrets: secrets}, nil
 }
 
 // job is one card: its node's plan and the file it goes to.
@@ -149,7 +143,12 @@ type job struct {
 // mistake in any node's files or paths is found before the base is opened.
 func (in *inputs) render(o Options) ([]job, error) {
 	var jobs []job
+	seen := map[string]bool{}
 	for _, n := range o.Nodes {
+		if seen[n] {
+			return nil, fault.UsageError(fmt.Errorf("node %s given twice", n))
+		}
+		seen[n] = true
 		p, err := overlay.Render(in.cluster, in.keys, n, in.trees, in.mtime)
 		if err != nil {
 			return nil, fault.InputError(err)
@@ -327,15 +326,34 @@ func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info,
 }
 
 // commit saves the host keys made for this build, then puts every staged
-// card in place, all or none (output.CommitAll).
+// card in place, all or none (output.CommitAll). A build that puts no card
+// in place keeps no key: the keys are taken back with the cards, and kept
+// only when a card that carries them could not be taken back.
 func commit(ctx context.Context, newKeys *hostkey.Generated, staged []*output.Staged, log io.Writer) error {
-	if err := saveHostKeys(newKeys, log); err != nil {
+	discard := func() {
 		for _, s := range staged {
 			s.Discard()
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		discard()
+		return err
+	}
+	if err := newKeys.Save(); err != nil {
+		discard()
 		return fault.InputError(fmt.Errorf("host key state: %w", err))
 	}
-	return fault.HostOrInternal(output.CommitAll(ctx, staged))
+	if err := output.CommitAll(ctx, staged); err != nil {
+		if !errors.Is(err, output.ErrNotTakenBack) {
+			newKeys.TakeBack()
+		}
+		return fault.HostOrInternal(err)
+	}
+	if nodes := newKeys.Nodes(); len(nodes) > 0 {
+		fmt.Fprintf(log, "generated SSH host keys for %s in %s (keep this directory: it is the nodes' identity)\n",
+			strings.Join(nodes, ", "), newKeys.Dir())
+	}
+	return nil
 }
 
 // progress is o.Progress, or no display; update never goes backwards even

@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/magibake/magibake/internal/hostkey"
@@ -113,17 +112,4 @@ func MTime(getenv func(string) string) (time.Time, error) {
 		return time.Unix(sec, 0).UTC(), nil
 	}
 	return time.Time{}, nil
-}
-
-// saveHostKeys writes the keys HostKeys made and says so on log.
-func saveHostKeys(g *hostkey.Generated, log io.Writer) error {
-	nodes := g.Nodes()
-	if err := g.Save(); err != nil {
-		return err
-	}
-	if len(nodes) > 0 {
-		fmt.Fprintf(log, "generated SSH host keys for %s in %s (keep this directory: it is the nodes' identity)\n",
-			strings.Join(nodes, ", "), g.Dir())
-	}
-	return nil
 }

@@ -1,5 +1,5 @@
 // Package bytesize prints byte counts for people, the same way in every
-// log line and report (build, fetch, inspect, bake's errors).
+// log line and report (build, fetch, the inspect command, bake's errors).
 package bytesize
 
 import "fmt"

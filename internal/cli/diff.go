@@ -32,6 +32,7 @@ changed.`,
   magibake diff caspar.img --node caspar --json`,
 		Args: argsRule(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			s.Log = cmd.ErrOrStderr()
 			if node == "" {
 				return fault.UsageError(fmt.Errorf("%s: --node NODE is required", cmd.CommandPath()))
 			}

@@ -1,6 +1,6 @@
 // Package fatread holds the reads of a go-diskfs v1.9.4 FAT32 filesystem that
-// its own API gets wrong; the writer (internal/bake) and the reader
-// (internal/inspect) both go through it.
+// its own API gets wrong; the writer (internal/bake) and the card-vs-plan
+// comparison (internal/compare) both go through it.
 package fatread
 
 import (

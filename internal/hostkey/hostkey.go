@@ -60,8 +60,9 @@ type Keys map[string]Key
 
 // Load reads the key of every node of c from dir/NODE/ and never writes:
 // a key that does not exist yet is made in memory and listed in the
-// Generated, which only Save writes, so a command that fails, or one that
-// only shows what a build would do, leaves no state behind.
+// Generated, which only Save writes (and TakeBack removes again), so a
+// command that fails, or one that only shows what a build would do, leaves
+// no state behind.
 func Load(c *profile.Cluster, dir string) (Keys, *Generated, error) {
 	keys := Keys{}
 	g := &Generated{dir: dir}
@@ -86,6 +87,7 @@ type Generated struct {
 	dir   string
 	nodes []string
 	keys  []Key
+	made  []string // files and directories Save created, in order
 }
 
 // Nodes returns the names of the nodes whose key was made now.
@@ -95,14 +97,43 @@ func (g *Generated) Nodes() []string { return g.nodes }
 func (g *Generated) Dir() string { return g.dir }
 
 // Save writes the generated keys to the state directory, never over a key
-// that is already there.
+// that is already there. It saves all or none: on an error it takes back
+// what it wrote.
 func (g *Generated) Save() error {
 	for i, n := range g.nodes {
-		if err := save(g.dir, n, g.keys[i]); err != nil {
+		if err := g.save(n, g.keys[i]); err != nil {
+			g.TakeBack()
 			return err
 		}
 	}
-	g.nodes, g.keys = nil, nil
+	return nil
+}
+
+// TakeBack removes what Save wrote (the key files and the directories it
+// made), for a build whose cards did not go out: a key no card carries
+// must not become the node's identity.
+func (g *Generated) TakeBack() {
+	for i := len(g.made) - 1; i >= 0; i-- {
+		os.Remove(g.made[i]) // a directory that is not empty stays
+	}
+	g.made = nil
+}
+
+// mkdirAll is os.MkdirAll that records the directories it made.
+func (g *Generated) mkdirAll(d string) error {
+	var missing []string
+	for p := d; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		missing = append(missing, p)
+	}
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		g.made = append(g.made, missing[i])
+	}
 	return nil
 }
 
@@ -180,9 +211,9 @@ func samePublic(a []byte, b string) bool {
 	return len(fa) >= 2 && len(fb) >= 2 && string(fa[0]) == fb[0] && string(fa[1]) == fb[1]
 }
 
-func save(dir, node string, k Key) error {
-	d := filepath.Join(dir, node)
-	if err := os.MkdirAll(d, 0o700); err != nil {
+func (g *Generated) save(node string, k Key) error {
+	d := filepath.Join(g.dir, node)
+	if err := g.mkdirAll(d); err != nil {
 		return fmt.Errorf("host key state: %w", err)
 	}
 	path := filepath.Join(d, File)
@@ -196,15 +227,27 @@ func save(dir, node string, k Key) error {
 	if err != nil {
 		return fmt.Errorf("host key state: %w", err)
 	}
-	if _, err := f.WriteString(k.Private); err != nil {
-		f.Close()
+	g.made = append(g.made, path)
+	_, err = f.WriteString(k.Private)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("host key state: %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("host key state: %s: %w", path, err)
-	}
-	if err := os.WriteFile(path+".pub", []byte(k.Public), 0o644); err != nil {
+	// A private key without its .pub is refused by Read: the .pub is made
+	// the same way, and Save takes both back on any error.
+	f, err = os.OpenFile(path+".pub", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
 		return fmt.Errorf("host key state: %w", err)
+	}
+	g.made = append(g.made, path+".pub")
+	_, err = f.WriteString(k.Public)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("host key state: %s.pub: %w", path, err)
 	}
 	return nil
 }

@@ -218,3 +218,44 @@ func TestSaveRace(t *testing.T) {
 		t.Errorf("saved key is not the first run's: %v", err)
 	}
 }
+
+// Save writes all keys or none, and TakeBack removes what Save wrote,
+// directories it made included, and nothing else.
+func TestSaveAllOrNoneAndTakeBack(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, ".magibake", "state")
+	_, g, err := Load(cluster(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Save(); err != nil {
+		t.Fatal(err)
+	}
+	g.TakeBack()
+	if _, err := os.Stat(filepath.Join(root, ".magibake")); !os.IsNotExist(err) {
+		t.Errorf("after TakeBack %s/.magibake exists (%v)", root, err)
+	}
+
+	// The second node's .pub cannot be written: nothing of either node's
+	// key stays, and what was there before stays.
+	if err := os.MkdirAll(filepath.Join(dir, "balthasar", File+".pub", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other-file")
+	write(t, other, "not ours\n", 0o600)
+	_, g, err = Load(cluster(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Save(); err == nil {
+		t.Fatal("Save succeeded with a directory at balthasar's .pub")
+	}
+	for _, p := range []string{filepath.Join(dir, "caspar"), filepath.Join(dir, "balthasar", File)} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("after a failed Save %s exists (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("a failed Save removed a file it did not write: %v", err)
+	}
+}
