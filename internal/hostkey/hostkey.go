@@ -235,13 +235,16 @@ func (g *Generated) save(node string, k Key) error {
 	if err != nil {
 		return fmt.Errorf("host key state: %s: %w", path, err)
 	}
-	// A private key without its .pub is refused by Read: the .pub is made
-	// the same way, and Save takes both back on any error.
-	f, err = os.OpenFile(path+".pub", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	// A private key without its .pub is refused by Read, so Save takes both
+	// back on any error. A .pub left alone (its key deleted) is replaced.
+	_, statErr := os.Lstat(path + ".pub")
+	f, err = os.OpenFile(path+".pub", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("host key state: %w", err)
 	}
-	g.made = append(g.made, path+".pub")
+	if errors.Is(statErr, fs.ErrNotExist) {
+		g.made = append(g.made, path+".pub")
+	}
 	_, err = f.WriteString(k.Public)
 	if cerr := f.Close(); err == nil {
 		err = cerr
