@@ -11,7 +11,7 @@ import (
 // the checks across files.
 type parsedNode struct {
 	Node
-	d                        *doc
+	d                              *doc
 	role, mac, address, host, home *yaml.Node
 }
 
