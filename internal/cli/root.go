@@ -75,7 +75,8 @@ Reinstalling a node means reflashing its card.
 
 Exit codes: 0 success, 1 internal error (a bug: please report it), 2 usage
 error (arguments, flags), 3 bad input (profiles, overlays, base image, output
-path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written).`,
+path, disk full or read-only), 4 a check failed (check), 130 interrupted
+(SIGINT/SIGTERM; nothing written).`,
 		Version:       toolVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -94,14 +95,14 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newCheck())
 	addStandardCommands(root)
 	return root
 }
 
 // Execute runs the root command and returns the process exit code, decided
 // in this one place from the error's fault.Class: 0 success, 1 internal
-// error, 2 usage error, 3 bad input, 130 interrupted.
+// error, 2 usage error, 3 bad input, 4 findings, 130 interrupted.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRoot(stdout, stderr)
 	root.SetArgs(args)
@@ -123,6 +124,9 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case fault.Input:
 		printErr(stderr, err)
 		return 3
+	case fault.Findings:
+		printErr(stderr, err)
+		return 4
 	}
 	printErr(stderr, err)
 	return 1

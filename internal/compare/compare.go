@@ -174,22 +174,31 @@ func fatOp(fsys *fat32.FileSystem, op plan.Op) (Result, error) {
 	if op.Kind == plan.EditCmdline {
 		line := string(r.Current)
 		r.Planned, r.planned = []byte(plan.ApplyCmdline(line, op.CmdlineSet, op.CmdlineRemove)), true
-		r.NotOneLine = strings.Count(line, "\n") != 1 || !strings.HasSuffix(line, "\n")
-		words := strings.Fields(line)
-		for _, w := range op.CmdlineSet {
-			if !slices.Contains(words, w) {
-				r.Unset = append(r.Unset, w)
-			}
-		}
-		for _, rm := range op.CmdlineRemove {
-			for _, w := range words {
-				// A removed key may come back as a word the edit sets.
-				if (w == rm || strings.HasPrefix(w, rm+"=")) && !slices.Contains(op.CmdlineSet, w) {
-					r.Kept = append(r.Kept, w)
-				}
-			}
-		}
+		r.NotOneLine, r.Unset, r.Kept = Cmdline(line, op)
 	}
 	r.Content = !bytes.Equal(r.Current, r.Planned)
 	return r, nil
+}
+
+// Cmdline checks a cmdline.txt's text against an edit by the words the edit
+// names: whether it is not one line, the words it sets that the text lacks,
+// and the text's words of keys it removes, in the order of the edit. A live
+// node's cmdline.txt (magibake check) is judged the same way as a card's.
+func Cmdline(text string, op plan.Op) (notOneLine bool, unset, kept []string) {
+	notOneLine = strings.Count(text, "\n") != 1 || !strings.HasSuffix(text, "\n")
+	words := strings.Fields(text)
+	for _, w := range op.CmdlineSet {
+		if !slices.Contains(words, w) {
+			unset = append(unset, w)
+		}
+	}
+	for _, rm := range op.CmdlineRemove {
+		for _, w := range words {
+			// A removed key may come back as a word the edit sets.
+			if (w == rm || strings.HasPrefix(w, rm+"=")) && !slices.Contains(op.CmdlineSet, w) {
+				kept = append(kept, w)
+			}
+		}
+	}
+	return notOneLine, unset, kept
 }

@@ -26,6 +26,9 @@ const (
 	Input
 	// Interrupted is a build stopped by SIGINT or SIGTERM. Exit code 130.
 	Interrupted
+	// Findings is a command that ran to its end and found problems: a
+	// failed check of magibake check. Exit code 4.
+	Findings
 )
 
 // Error is a failure with its class. Its message is the wrapped error's.

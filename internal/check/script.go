@@ -1,0 +1,156 @@
+// Package check holds magibake check's checks of a live node against its
+// profile and plan: the read-only shell script that gathers the node's state
+// in one SSH session, and the verdicts on what it printed. The cli runs it
+// on the owner's nodes; the emulated cluster test runs the same command.
+package check
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/profile"
+)
+
+// Target is one node to check and what it should be.
+type Target struct {
+	Cluster *profile.Cluster
+	Node    *profile.Node
+	// Plan is today's plan for the node (what `magibake plan` shows): the
+	// baked files are judged against it, secrets included, without printing
+	// them.
+	Plan *plan.Plan
+	// HostKey is the node's baked public host key, "ssh-ed25519 AAAA...".
+	HostKey string
+	// Upstream is an address beyond the head's uplink that a worker must
+	// reach through the head (NAT).
+	Upstream netip.Addr
+}
+
+// BootMount is where Raspberry Pi OS mounts the boot partition.
+const BootMount = "/boot/firmware"
+
+// marker starts every section of the script's output; Begin is printed
+// first, so output without it never ran (sudo refused, no shell).
+const (
+	marker = "@@magibake-check "
+	begin  = marker + "begin"
+)
+
+// Script returns the shell script that prints the node's state, section by
+// section. It only reads, and runs as root: the NAT rules and the secret
+// files are readable by root alone.
+func Script(t Target) string {
+	c := t.Cluster
+	var b strings.Builder
+	b.WriteString("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
+	fmt.Fprintf(&b, "echo '%s'\n", begin)
+	fmt.Fprintf(&b, "s() { printf '\\n%s%%s\\n' \"$1\"; }\n", marker)
+	// One entry per path: kind, path, then mode/uid/gid and sha256 or the
+	// link target. %a is octal with the set-id and sticky bits.
+	b.WriteString(`f() {
+	if [ -L "$1" ]; then printf 'link\t%s\t%s\n' "$1" "$(readlink "$1")"
+	elif [ -d "$1" ]; then printf 'dir\t%s\t%s\n' "$1" "$(stat -c '%a %u %g' "$1")"
+	elif [ -f "$1" ]; then printf 'file\t%s\t%s %s\n' "$1" "$(stat -c '%a %u %g' "$1")" "$(sha256sum <"$1" | cut -d' ' -f1)"
+	elif [ -e "$1" ]; then printf 'other\t%s\n' "$1"
+	else printf 'missing\t%s\n' "$1"; fi
+}
+`)
+	sec := func(name, cmd string) { fmt.Fprintf(&b, "s %s; %s\n", name, cmd) }
+	sec("hostname", "hostname")
+	sec("manifest", "cat /etc/magibake/manifest.json")
+	sec("hostkey", "cat /etc/ssh/ssh_host_ed25519_key.pub")
+	sec("system", "systemctl is-system-running")
+	sec("failed", "systemctl --failed --plain --no-legend")
+	sec("eth0", "ip -4 -o addr show dev eth0")
+	sec("uplink", "ip -4 -o addr show dev "+shq(c.Uplink))
+	sec("routes", "ip -4 route show")
+	sec("cmdline", "cat "+BootMount+"/cmdline.txt")
+	sec("cloud-init", "if command -v cloud-init >/dev/null; then cloud-init status; else echo 'not installed'; fi")
+	// The root partition and its card: "disk-bytes start-sector sectors fs-bytes".
+	sec("disk", `r=$(findmnt -no SOURCE /); d=$(lsblk -no PKNAME "$r"); p=${r#/dev/}; echo "$(lsblk -bdno SIZE "/dev/$d") $(cat "/sys/class/block/$p/start") $(cat "/sys/class/block/$p/size") $(findmnt -bno SIZE /)"`)
+	if t.Node.Role == profile.RoleHead {
+		sec("forward", "cat /proc/sys/net/ipv4/ip_forward")
+		sec("iptables", "iptables-save")
+		sec("dhcpd", "systemctl is-active isc-dhcp-server")
+		sec("leases", "cat /var/lib/dhcp/dhcpd.leases")
+		sec("route-unit", "systemctl is-active magibake-cluster-route")
+		sec("firstboot", "test -e /var/lib/magibake/firstboot.done && echo 'done'")
+	} else {
+		head := c.Head.Addr().String()
+		sec("route-upstream", "ip -4 route get "+t.Upstream.String())
+		sec("ping-head", "ping -c 1 -W 3 "+head+" >/dev/null && echo ok")
+		sec("ping-upstream", "ping -c 2 -W 3 "+t.Upstream.String()+" >/dev/null && echo ok")
+	}
+	if c.WiFi != nil {
+		sec("wifi-radio", "nmcli radio wifi")
+		sec("wifi-state", "nmcli -g GENERAL.STATE device show "+shq(c.Uplink))
+		sec("wifi-link", "iw dev "+shq(c.Uplink)+" link")
+		sec("wifi-reg", "iw reg get")
+	}
+	b.WriteString("s files\n")
+	for _, p := range filePaths(t.Plan) {
+		fmt.Fprintf(&b, "f %s\n", shq(p))
+	}
+	sec("end", "true")
+	return b.String()
+}
+
+// livePath is where a planned path is on the running node.
+func livePath(op plan.Op) string {
+	if op.Partition == plan.Boot {
+		return path.Join(BootMount, op.Path)
+	}
+	return op.Path
+}
+
+// filePaths are the node's paths of the plan's final operations, sorted.
+func filePaths(p *plan.Plan) []string {
+	var out []string
+	for _, op := range p.Final() {
+		if op.Kind == plan.EditCmdline {
+			continue // judged by its words, from the cmdline section
+		}
+		out = append(out, livePath(op))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// shq quotes s for sh.
+func shq(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Facts is the script's output, by section name.
+type Facts map[string]string
+
+// Parse splits the script's output into its sections. Output that does not
+// start with the script's first line means the script never ran.
+func Parse(out string) (Facts, error) {
+	i := strings.Index(out, begin+"\n")
+	if i < 0 {
+		return nil, fmt.Errorf("the check script did not run (no %q in its output)", begin)
+	}
+	f := Facts{}
+	for _, part := range strings.Split(out[i+len(begin)+1:], "\n"+marker)[1:] {
+		name, body, _ := strings.Cut(part, "\n")
+		f[name] = strings.TrimRight(body, "\n")
+	}
+	if _, ok := f["end"]; !ok {
+		return f, fmt.Errorf("the check script stopped before its end (last section %q)", lastKey(out))
+	}
+	return f, nil
+}
+
+func lastKey(out string) string {
+	i := strings.LastIndex(out, "\n"+marker)
+	if i < 0 {
+		return ""
+	}
+	name, _, _ := strings.Cut(out[i+len(marker)+1:], "\n")
+	return name
+}

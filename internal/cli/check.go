@@ -1,0 +1,303 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/magibake/magibake/internal/build"
+	"github.com/magibake/magibake/internal/check"
+	"github.com/magibake/magibake/internal/fault"
+	"github.com/magibake/magibake/internal/profile"
+)
+
+func newCheck() *cobra.Command {
+	var (
+		s         build.Sources
+		addresses []string
+		sshConfig string
+		upstream  string
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check [NODE...]",
+		Short: "Check over SSH that live nodes are what their profiles say",
+		Long: `check logs in to each node (all of them by default) over SSH and checks the
+running system against its profile and today's plan: hostname, the baked host
+key, system state and failed units, the OS's first boot (cloud-init or
+firstboot done, root file system grown), the head's cluster address, route,
+forwarding, NAT rules (each exactly once) and DHCP server with its leases, a
+worker's lease, default route through the head and the upstream beyond it,
+the home Wi-Fi (joined, home address, regulatory domain), and every file the
+card baked, by sha256 (secrets are compared, never printed).
+
+A node is reached at its profile's home_address (default NAME.local), or at
+--address NAME=HOST. SSH trusts only the node's baked host key (see
+known-hosts): a node that presents another key is not checked. ssh runs as
+the profile's user with your own keys, agent and ~/.ssh/config (or
+--ssh-config FILE). The checks run as root through sudo: the password comes
+from $MAGIBAKE_SUDO_PASSWORD, else from a prompt on the terminal; a user
+without a password hash needs none.
+
+It prints one line per check and a summary; --json prints the results. Exit
+code 4 when any check fails.`,
+		Example: `  magibake check
+  magibake check caspar --profiles ~/cluster
+  magibake check --address caspar=192.168.0.20 --json`,
+		Args: argsRule(cobra.ArbitraryArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s.Log = cmd.ErrOrStderr()
+			c, err := s.Cluster()
+			if err != nil {
+				return fault.InputError(err)
+			}
+			hosts, err := parseAddresses(c, addresses)
+			if err != nil {
+				return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+			}
+			nodes, err := checkNodes(c, args)
+			if err != nil {
+				return fault.InputError(err)
+			}
+			up, err := upstreamOf(c, upstream)
+			if err != nil {
+				return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+			}
+			keys, gen, err := s.HostKeys(c)
+			if err != nil {
+				return fault.InputError(err)
+			}
+			mtime, err := build.MTime(nil)
+			if err != nil {
+				return fault.InputError(err)
+			}
+			password, err := sudoPassword(c, cmd.ErrOrStderr())
+			if err != nil {
+				return fault.InputError(err)
+			}
+			var results []check.Result
+			for _, n := range nodes {
+				host := hosts[n.Hostname]
+				if host == "" {
+					host = n.Home
+				}
+				if slices.Contains(gen.Nodes(), n.Hostname) {
+					results = append(results, check.Result{Node: n.Hostname, Check: "reach", Detail: fmt.Sprintf(
+						"no baked SSH host key in %s: build the node's card first (check trusts only that key)", gen.Dir())})
+					continue
+				}
+				p, _, err := s.Plan(n.Hostname, mtime)
+				if err != nil {
+					return fault.InputError(err)
+				}
+				t := check.Target{Cluster: c, Node: n, Plan: p, HostKey: keys[n.Hostname].Public, Upstream: up}
+				results = append(results, checkNode(cmd.Context(), t, host, sshConfig, password)...)
+			}
+			if err := cmd.Context().Err(); err != nil {
+				return err
+			}
+			if err := printResults(cmd.OutOrStdout(), results, asJSON); err != nil {
+				return err
+			}
+			if failed := countFailed(results); failed > 0 {
+				return fault.Classed(fault.Findings, fmt.Errorf("%d of %d checks failed", failed, len(results)))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&s.Profiles, "profiles", "", "profiles directory (default: the embedded example cluster)")
+	cmd.Flags().StringVar(&s.Overlays, "overlays", "", "the extra overlay directory the cards were built with")
+	cmd.Flags().StringArrayVar(&addresses, "address", nil, "NODE=HOST: reach NODE at HOST instead of its home_address (repeatable)")
+	cmd.Flags().StringVar(&sshConfig, "ssh-config", "", "ssh configuration file to use instead of ~/.ssh/config")
+	cmd.Flags().StringVar(&upstream, "upstream", "", "an address beyond the head's uplink that workers must reach (default: the first DNS server of the profile)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	return cmd
+}
+
+func parseAddresses(c *profile.Cluster, flags []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, f := range flags {
+		name, host, ok := strings.Cut(f, "=")
+		if !ok || host == "" {
+			return nil, fmt.Errorf("--address %q: want NODE=HOST", f)
+		}
+		if _, err := c.Node(name); err != nil {
+			return nil, fmt.Errorf("--address %q: %w", f, err)
+		}
+		m[name] = host
+	}
+	return m, nil
+}
+
+func checkNodes(c *profile.Cluster, args []string) ([]*profile.Node, error) {
+	if len(args) == 0 {
+		var all []*profile.Node
+		for i := range c.Nodes {
+			all = append(all, &c.Nodes[i])
+		}
+		return all, nil
+	}
+	var out []*profile.Node
+	for _, a := range args {
+		n, err := c.Node(a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func upstreamOf(c *profile.Cluster, flag string) (netip.Addr, error) {
+	if flag != "" {
+		a, err := netip.ParseAddr(flag)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("--upstream %q: want an IPv4 address", flag)
+		}
+		return a, nil
+	}
+	if len(c.DNS) == 0 {
+		return netip.Addr{}, errors.New("the profile names no DNS server to use as the upstream: give --upstream ADDR")
+	}
+	return c.DNS[0], nil
+}
+
+// sudoPassword is the profile user's password for sudo on the nodes: from
+// $MAGIBAKE_SUDO_PASSWORD, else asked on the terminal; "" when the profile
+// has no password hash (sudo then asks for none) or nobody can be asked.
+func sudoPassword(c *profile.Cluster, prompt io.Writer) (string, error) {
+	if v, ok := os.LookupEnv("MAGIBAKE_SUDO_PASSWORD"); ok {
+		return v, nil
+	}
+	if c.User.PasswordHash == "" {
+		return "", nil
+	}
+	tty, err := os.Open("/dev/tty")
+	if err != nil {
+		return "", nil // no terminal: sudo's refusal will say what is missing
+	}
+	defer tty.Close()
+	if !term.IsTerminal(int(tty.Fd())) {
+		return "", nil
+	}
+	fmt.Fprintf(prompt, "sudo password of %s on the nodes: ", c.User.Name)
+	b, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(prompt)
+	if err != nil {
+		return "", fmt.Errorf("read the sudo password: %w", err)
+	}
+	return string(b), nil
+}
+
+// checkNode runs the check script on one node over ssh and judges what it
+// printed. A node that cannot be reached, or where sudo refuses, is one
+// failed check saying why.
+func checkNode(ctx context.Context, t check.Target, host, sshConfig, password string) []check.Result {
+	name := t.Node.Hostname
+	fail := func(format string, a ...any) []check.Result {
+		return []check.Result{{Node: name, Check: "reach", Detail: fmt.Sprintf(format, a...)}}
+	}
+	dir, err := os.MkdirTemp("", "magibake-check-")
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	known := filepath.Join(dir, "known_hosts")
+	f := strings.Fields(t.HostKey)
+	if len(f) < 2 {
+		return fail("no baked host key to trust")
+	}
+	if err := os.WriteFile(known, []byte(name+" "+f[0]+" "+f[1]+"\n"), 0o600); err != nil {
+		return fail("%v", err)
+	}
+	// The script travels base64-encoded in the command line, so stdin
+	// carries only sudo's password.
+	script := base64.StdEncoding.EncodeToString([]byte(check.Script(t)))
+	remote := `sudo -S -p '' sh -c "$(echo ` + script + ` | base64 -d)"`
+	args := []string{}
+	if sshConfig != "" {
+		args = append(args, "-F", sshConfig)
+	}
+	args = append(args, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile="+known, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "HostKeyAlias="+name, "-o", "ConnectTimeout=15", "-o", "ControlPath=none",
+		"-l", t.Cluster.User.Name, "--", host, remote)
+	var stdout, stderr bytes.Buffer
+	run := exec.CommandContext(ctx, "ssh", args...)
+	run.Stdin = strings.NewReader(password + "\n")
+	run.Stdout, run.Stderr = &stdout, &stderr
+	err = run.Run()
+	facts, perr := check.Parse(stdout.String())
+	if perr != nil {
+		why := strings.TrimSpace(stderr.String())
+		if strings.Contains(why, "Host key verification failed") {
+			why = "it presents a host key other than the baked one"
+		}
+		if why == "" && err != nil {
+			why = err.Error()
+		}
+		if strings.Contains(why, "password") || strings.Contains(why, "sudo") {
+			why += " (set MAGIBAKE_SUDO_PASSWORD, or run check on a terminal)"
+		}
+		return fail("ssh %s@%s: %s: %v", t.Cluster.User.Name, host, orDash(strings.ReplaceAll(why, "\n", "; ")), perr)
+	}
+	res := append([]check.Result{{Node: name, Check: "reach", OK: true, Detail: "ssh " + t.Cluster.User.Name + "@" + host + ", baked host key"}},
+		check.Evaluate(t, facts)...)
+	return res
+}
+
+
+func countFailed(rs []check.Result) int {
+	n := 0
+	for _, r := range rs {
+		if !r.OK {
+			n++
+		}
+	}
+	return n
+}
+
+func printResults(w io.Writer, rs []check.Result, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rs)
+	}
+	per := map[string][2]int{}
+	var order []string
+	for _, r := range rs {
+		status := "PASS"
+		if !r.OK {
+			status = "FAIL"
+		}
+		fmt.Fprintf(w, "%s  %-10s %-18s %s\n", status, r.Node, r.Check, r.Detail)
+		c, seen := per[r.Node]
+		if !seen {
+			order = append(order, r.Node)
+		}
+		c[0]++
+		if !r.OK {
+			c[1]++
+		}
+		per[r.Node] = c
+	}
+	var parts []string
+	for _, n := range order {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", n, per[n][0]-per[n][1], per[n][0]))
+	}
+	_, err := fmt.Fprintf(w, "check: %d of %d checks passed (%s)\n", len(rs)-countFailed(rs), len(rs), strings.Join(parts, ", "))
+	return err
+}
