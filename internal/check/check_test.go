@@ -165,7 +165,9 @@ func TestEvaluateFindsProblems(t *testing.T) {
 		detail string
 	}{
 		{name: "hostname", breakF: func(f Facts) { f["hostname"] = "raspberrypi" }, check: "hostname", detail: "raspberrypi, want caspar"},
-		{name: "another node's card", breakF: func(f Facts) { f["manifest"] = strings.Replace(f["manifest"], `"node": "caspar"`, `"node": "melchior"`, 1) }, check: "manifest", detail: "for melchior"},
+		{name: "another node's card", breakF: func(f Facts) {
+			f["manifest"] = strings.Replace(f["manifest"], `"node": "caspar"`, `"node": "melchior"`, 1)
+		}, check: "manifest", detail: "for melchior"},
 		{name: "no manifest", breakF: func(f Facts) { f["manifest"] = "" }, check: "manifest", detail: "not a card baked by magibake"},
 		{name: "host key", breakF: func(f Facts) { f["hostkey"] = "ssh-ed25519 AAAAother root@caspar" }, check: "host key", detail: "is not the baked key"},
 		{name: "degraded", breakF: func(f Facts) { f["system"] = "degraded" }, check: "system", detail: "degraded, want running"},
@@ -196,7 +198,9 @@ func TestEvaluateFindsProblems(t *testing.T) {
 		{name: "secret changed, not shown", breakF: func(f Facts) { f["files"] = replaceSum(f["files"], secretPath) }, check: "file", detail: secretPath + ": content differs from the plan (a secret: not shown)"},
 		{name: "file mode", breakF: func(f Facts) { f["files"] = strings.Replace(f["files"], "/etc/hostname\t644", "/etc/hostname\t666", 1) }, check: "file", detail: "/etc/hostname: mode 666, want 644"},
 		{name: "file gone", breakF: func(f Facts) { f["files"] = lineReplace(f["files"], "/etc/hostname", "missing\t/etc/hostname") }, check: "file", detail: "/etc/hostname: a missing, want a file"},
-		{name: "trigger file left", breakF: func(f Facts) { f["files"] = lineReplace(f["files"], "/boot/firmware/ssh", "file\t/boot/firmware/ssh\t755 0 0 x") }, check: "file", detail: "/boot/firmware/ssh is still there"},
+		{name: "trigger file left", breakF: func(f Facts) {
+			f["files"] = lineReplace(f["files"], "/boot/firmware/ssh", "file\t/boot/firmware/ssh\t755 0 0 x")
+		}, check: "file", detail: "/boot/firmware/ssh is still there"},
 		{name: "cmdline word unset", breakF: func(f Facts) { f["cmdline"] = strings.Replace(f["cmdline"], " cfg80211.ieee80211_regdom=GB", "", 1) }, check: "file", detail: `/boot/firmware/cmdline.txt: words unset ["cfg80211.ieee80211_regdom=GB"]`},
 		{name: "worker without lease", worker: true, breakF: func(f Facts) { f["eth0"] = "" }, check: "eth0", detail: "nothing, want a lease in 10.3.50.10-10.3.50.20 from caspar"},
 		{name: "worker default route", worker: true, breakF: func(f Facts) { f["routes"] = strings.SplitN(f["routes"], "\n", 2)[1] }, check: "default route", detail: "want one via 10.3.50.1 dev eth0"},

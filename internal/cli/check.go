@@ -259,7 +259,6 @@ func checkNode(ctx context.Context, t check.Target, host, sshConfig, password st
 	return res
 }
 
-
 func countFailed(rs []check.Result) int {
 	n := 0
 	for _, r := range rs {
