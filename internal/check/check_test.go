@@ -74,7 +74,7 @@ func healthy(t Target) Facts {
 		"routes":     "default via 192.168.0.1 dev wlan0 proto dhcp src 192.168.0.141 metric 600",
 		"uplink":     "3: wlan0    inet 192.168.0.141/24 brd 192.168.0.255 scope global dynamic noprefixroute wlan0",
 		"cmdline":    "console=serial0,115200 console=tty1 root=PARTUUID=26fb285e-02 rootfstype=ext4 fsck.repair=yes rootwait cfg80211.ieee80211_regdom=GB",
-		"cloud-init": "status: done",
+		"cloud-init": "status: done\nextended_status: done\nboot_status_code: enabled-by-generator\nlast_update: Thu, 01 Jan 1970 00:04:13 +0000\ndetail: DataSourceNoCloud [seed=/boot/firmware]\nerrors: []\nrecoverable_errors: {}",
 		"disk":       "4294967296 540672 7847936 3919773696",
 		"wifi-radio": "enabled",
 		"wifi-state": "100 (connected)",
@@ -173,6 +173,9 @@ func TestEvaluateFindsProblems(t *testing.T) {
 		{name: "degraded", breakF: func(f Facts) { f["system"] = "degraded" }, check: "system", detail: "degraded, want running"},
 		{name: "failed unit", breakF: func(f Facts) { f["failed"] = "isc-dhcp-server.service loaded failed failed LSB: DHCP server" }, check: "failed units", detail: "isc-dhcp-server.service"},
 		{name: "cloud-init running", breakF: func(f Facts) { f["cloud-init"] = "status: running" }, check: "first boot", detail: "status: running"},
+		{name: "cloud-init errors", breakF: func(f Facts) {
+			f["cloud-init"] = strings.Replace(f["cloud-init"], "errors: []", "errors: ['Failed to write user-data']", 1)
+		}, check: "first boot", detail: "errors: ['Failed to write user-data']"},
 		{name: "bookworm firstboot left", breakF: func(f Facts) {
 			f["cloud-init"] = "not installed"
 			f["cmdline"] += " init=/usr/lib/raspberrypi-sys-mods/firstboot"

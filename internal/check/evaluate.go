@@ -91,7 +91,26 @@ func (j *judge) firstBoot() {
 	case ci == "not installed":
 		j.add("first boot", !strings.Contains(f["cmdline"], "init="), "cmdline.txt %s", map[bool]string{true: "has no init= left by the first boot", false: "still starts the first-boot init: " + f["cmdline"]}[!strings.Contains(f["cmdline"], "init=")])
 	default:
-		j.add("first boot", strings.Contains(ci, "status: done"), "cloud-init %s", strings.Join(lines(ci), "; "))
+		// cloud-init status --long: done, and no errors when it lists them.
+		ok, shown := false, []string{}
+		for _, l := range lines(ci) {
+			k, v, _ := strings.Cut(l, ":")
+			v = strings.TrimSpace(v)
+			switch k {
+			case "status":
+				ok = v == "done"
+				shown = append(shown, l)
+			case "errors", "recoverable_errors":
+				if v != "[]" && v != "{}" {
+					ok = false
+					shown = append(shown, l)
+				}
+			}
+		}
+		if len(shown) == 0 {
+			shown = lines(ci)
+		}
+		j.add("first boot", ok, "cloud-init %s", strings.Join(shown, "; "))
 	}
 	// The first boot grows the root partition to the end of the card and
 	// its file system with it.

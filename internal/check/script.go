@@ -69,7 +69,7 @@ func Script(t Target) string {
 	sec("uplink", "ip -4 -o addr show dev "+shq(c.Uplink))
 	sec("routes", "ip -4 route show")
 	sec("cmdline", "cat "+BootMount+"/cmdline.txt")
-	sec("cloud-init", "if command -v cloud-init >/dev/null; then cloud-init status; else echo 'not installed'; fi")
+	sec("cloud-init", "if command -v cloud-init >/dev/null; then cloud-init status --long; else echo 'not installed'; fi")
 	// The root partition and its card: "disk-bytes start-sector sectors fs-bytes".
 	sec("disk", `r=$(findmnt -no SOURCE /); d=$(lsblk -no PKNAME "$r"); p=${r#/dev/}; echo "$(lsblk -bdno SIZE "/dev/$d") $(cat "/sys/class/block/$p/start") $(cat "/sys/class/block/$p/size") $(findmnt -bno SIZE /)"`)
 	if t.Node.Role == profile.RoleHead {
