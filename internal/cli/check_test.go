@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/magibake/magibake/internal/check"
+	"github.com/magibake/magibake/internal/hostkey"
+	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/testkit"
+)
+
+// fakeSSH puts an ssh on PATH that records how check called it (its
+// arguments, the known_hosts file it was told to trust, its stdin) and runs
+// the script it was sent here, in a network namespace of its own: check's
+// wiring, seen from the ssh side, without a node.
+func fakeSSH(t *testing.T) (rec string) {
+	t.Helper()
+	testkit.RequireTools(t, "unshare", "base64", "sed")
+	rec = t.TempDir()
+	bin := t.TempDir()
+	script := `#!/bin/sh
+rec=` + rec + `
+printf '%s\n' "$@" >"$rec/args"
+for a in "$@"; do case "$a" in UserKnownHostsFile=*) cat "${a#UserKnownHostsFile=}" >"$rec/known" ;; esac; done
+cat >"$rec/stdin"
+for a in "$@"; do remote="$a"; done
+printf '%s' "$remote" | sed -n 's/.*echo \([A-Za-z0-9+/=]*\) | base64 -d.*/\1/p' | base64 -d >"$rec/script"
+exec unshare --net sh "$rec/script"
+`
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return rec
+}
+
+// savedKeys saves a host key for every node of the embedded profiles into a
+// fresh state directory, as a first build would.
+func savedKeys(t *testing.T) hostkey.Keys {
+	t.Helper()
+	state := filepath.Join(t.TempDir(), "state")
+	t.Setenv("MAGIBAKE_STATE", state)
+	c, err := profile.Default(profile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, gen, err := hostkey.Load(c, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gen.Save(); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func TestCheckOverSSH(t *testing.T) {
+	setEnv(t)
+	rec := fakeSSH(t)
+	keys := savedKeys(t)
+	t.Setenv("MAGIBAKE_SUDO_PASSWORD", "the sudo password")
+
+	// This machine is no cluster node: the script runs, its checks fail.
+	code, stdout, stderr := execute(t, "check", "caspar", "--address", "caspar=10.9.9.9")
+	if code != 4 || !strings.Contains(stderr, "checks failed") {
+		t.Errorf("check: exit %d, stderr %q; want 4 and the count of failed checks", code, stderr)
+	}
+	for _, want := range []string{"PASS  caspar     reach              ssh pi@10.9.9.9, baked host key", "FAIL  caspar     hostname", "\ncheck: "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	args, _ := os.ReadFile(filepath.Join(rec, "args"))
+	for _, want := range []string{"StrictHostKeyChecking=yes", "GlobalKnownHostsFile=/dev/null", "HostKeyAlias=caspar", "BatchMode=yes", "-l\npi\n", "--\n10.9.9.9\n"} {
+		if !strings.Contains(string(args), want) {
+			t.Errorf("ssh arguments lack %q:\n%s", want, args)
+		}
+	}
+	known, _ := os.ReadFile(filepath.Join(rec, "known"))
+	f := strings.Fields(keys["caspar"].Public)
+	if string(known) != "caspar "+f[0]+" "+f[1]+"\n" {
+		t.Errorf("check trusted %q, want only caspar's baked key", known)
+	}
+	if in, _ := os.ReadFile(filepath.Join(rec, "stdin")); string(in) != "the sudo password\n" {
+		t.Errorf("sudo's stdin %q, want the password line", in)
+	}
+
+	// Without --address: the profile's home address, NAME.local; --json.
+	code, stdout, _ = execute(t, "check", "melchior", "--json")
+	var rs []check.Result
+	if err := json.Unmarshal([]byte(stdout), &rs); err != nil || code != 4 || len(rs) < 10 || rs[0].Check != "reach" || !rs[0].OK {
+		t.Errorf("check --json: exit %d, %d results, %v:\n%.300s", code, len(rs), err, stdout)
+	}
+	if args, _ := os.ReadFile(filepath.Join(rec, "args")); !strings.Contains(string(args), "--\nmelchior.local\n") {
+		t.Errorf("melchior not reached at melchior.local:\n%s", args)
+	}
+}
+
+func TestCheckRefuses(t *testing.T) {
+	setEnv(t)
+	rec := fakeSSH(t)
+	t.Setenv("MAGIBAKE_STATE", filepath.Join(t.TempDir(), "state"))
+	tests := []struct {
+		args   []string
+		code   int
+		output string
+	}{
+		{[]string{"check", "--address", "nosuch=1.2.3.4"}, 2, `--address "nosuch=1.2.3.4": unknown node "nosuch"`},
+		{[]string{"check", "--address", "caspar"}, 2, `--address "caspar": want NODE=HOST`},
+		{[]string{"check", "--upstream", "example.org"}, 2, `--upstream "example.org": want an IPv4 address`},
+		{[]string{"check", "nosuch"}, 3, `unknown node "nosuch"`},
+		// No baked key: nothing to trust, so no connection at all.
+		{[]string{"check", "caspar"}, 4, "FAIL  caspar     reach              no baked SSH host key in "},
+	}
+	for _, tc := range tests {
+		code, stdout, stderr := execute(t, tc.args...)
+		if code != tc.code || !strings.Contains(stdout+stderr, tc.output) {
+			t.Errorf("%q: exit %d, output %q; want %d and %q", tc.args, code, stdout+stderr, tc.code, tc.output)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(rec, "args")); !os.IsNotExist(err) {
+		t.Errorf("ssh ran although no check could (%v)", err)
+	}
+}
