@@ -29,7 +29,7 @@ var exampleEnv = map[string]string{
 // labFS is a cluster with what the example lacks: home addresses, MACs, a
 // worker with a fixed address, one with a MAC only, one with neither, and
 // values a careless writer would let YAML 1.1 or Python turn into numbers
-// (a MAC of digits only, the domain 1.5, the home address 123).
+// (a MAC of digits only, the domain 1.5, the home address 1e5).
 var labFS = fstest.MapFS{
 	"cluster.yaml": {Data: []byte(`name: lab
 domain: "1.5"
@@ -44,7 +44,7 @@ user:
   ssh_authorized_keys: [ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7 owner@laptop]
 `)},
 	"alpha.yaml": {Data: []byte("hostname: alpha\nrole: head\nhome_address: 192.168.7.10\n")},
-	"zulu.yaml":  {Data: []byte("hostname: zulu\nrole: worker\nmac: \"12:34:56:01:02:03\"\naddress: 10.9.0.5\nhome_address: \"123\"\n")},
+	"zulu.yaml":  {Data: []byte("hostname: zulu\nrole: worker\nmac: \"12:34:56:01:02:03\"\naddress: 10.9.0.5\nhome_address: \"1e5\"\n")},
 	"mike.yaml":  {Data: []byte("hostname: mike\nrole: worker\nmac: dc:a6:32:0a:0b:0c\nhome_address: mike.home.arpa\n")},
 	"bravo.yaml": {Data: []byte("hostname: bravo\nrole: worker\n")},
 }
