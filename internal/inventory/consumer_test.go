@@ -151,7 +151,7 @@ func TestAnsibleReadsInventory(t *testing.T) {
 						merged[k] = v
 					}
 					if !reflect.DeepEqual(list.Meta.HostVars[host], merged) {
-						t.Errorf("ansible-inventory --list: %s has %v, want %v", host, list.Meta.HostVars[host], merged)
+						t.Errorf("ansible-inventory --list: %s has %#v, want %#v", host, list.Meta.HostVars[host], merged)
 					}
 				}
 
