@@ -94,7 +94,7 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory())
 	addStandardCommands(root)
 	return root
 }
