@@ -15,7 +15,7 @@ import (
 
 func newInventory() *cobra.Command {
 	var s build.Sources
-	format := "yaml"
+	format := inventory.YAML
 	cmd := &cobra.Command{
 		Use:   "inventory [--profiles DIR] [--format yaml|ini]",
 		Short: "Print an Ansible inventory of the cluster",
@@ -31,8 +31,8 @@ cluster_uplink. It holds no secret: no passphrase, no password hash.
   magibake inventory --format ini --profiles ~/cluster > hosts.ini`,
 		Args: argsRule(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !slices.Contains(inventory.Formats, format) {
-				return fault.UsageError(fmt.Errorf("%s: --format %q: want one of %s", cmd.CommandPath(), format, strings.Join(inventory.Formats, ", ")))
+			if !slices.Contains(inventory.Formats(), format) {
+				return fault.UsageError(fmt.Errorf("%s: --format %q: want one of %s", cmd.CommandPath(), format, strings.Join(inventory.Formats(), ", ")))
 			}
 			c, err := s.Cluster()
 			if err != nil {
@@ -47,7 +47,7 @@ cluster_uplink. It holds no secret: no passphrase, no password hash.
 		},
 	}
 	cmd.Flags().StringVar(&s.Profiles, "profiles", "", "profiles directory (default: the embedded example cluster)")
-	cmd.Flags().StringVar(&format, "format", format, "inventory format: "+strings.Join(inventory.Formats, " or "))
+	cmd.Flags().StringVar(&format, "format", format, "inventory format: "+strings.Join(inventory.Formats(), " or "))
 	return cmd
 }
 

@@ -108,7 +108,7 @@ func TestAnsibleReadsInventory(t *testing.T) {
 	testkit.RequireTools(t, "ansible-inventory")
 	for _, tc := range clusters {
 		c := tc.load(t)
-		for _, format := range Formats {
+		for _, format := range Formats() {
 			t.Run(tc.name+"."+format, func(t *testing.T) {
 				b, err := Ansible(c, format)
 				if err != nil {

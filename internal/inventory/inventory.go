@@ -17,8 +17,14 @@ import (
 	"github.com/magibake/magibake/internal/profile"
 )
 
-// Formats are the inventory formats Ansible writes.
-var Formats = []string{"yaml", "ini"}
+// The inventory formats Ansible writes: YAML, and Ansible's INI format.
+const (
+	YAML = "yaml"
+	INI  = "ini"
+)
+
+// Formats returns the inventory formats Ansible writes, the default first.
+func Formats() []string { return []string{YAML, INI} }
 
 // Group names of the inventory besides the cluster's own.
 const (
@@ -91,12 +97,12 @@ func Ansible(c *profile.Cluster, format string) ([]byte, error) {
 		return nil, err
 	}
 	switch format {
-	case "yaml":
+	case YAML:
 		return m.yaml()
-	case "ini":
+	case INI:
 		return m.ini()
 	}
-	return nil, fmt.Errorf("inventory format %q: want one of %s", format, strings.Join(Formats, ", "))
+	return nil, fmt.Errorf("inventory format %q: want one of %s", format, strings.Join(Formats(), ", "))
 }
 
 func (m *model) header(format string) string {
@@ -140,7 +146,7 @@ func (m *model) yaml() ([]byte, error) {
 	}
 
 	var b bytes.Buffer
-	b.WriteString(m.header("yaml"))
+	b.WriteString(m.header(YAML))
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(doc); err != nil {
@@ -179,7 +185,7 @@ var iniSafe = regexp.MustCompile(`^[A-Za-z0-9._:/-]+$`)
 // ini writes the model in Ansible's INI inventory format.
 func (m *model) ini() ([]byte, error) {
 	var b strings.Builder
-	b.WriteString(m.header("ini"))
+	b.WriteString(m.header(INI))
 	fmt.Fprintf(&b, "[%s:children]\n%s\n%s\n", m.cluster, HeadGroup, WorkersGroup)
 	fmt.Fprintf(&b, "\n[%s:vars]\n", m.cluster)
 	for _, v := range m.vars {

@@ -76,7 +76,7 @@ var clusters = []struct {
 func rendered(t *testing.T, c *profile.Cluster) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{"ssh_config": SSHConfig(c, "magibake known-hosts")}
-	for _, f := range Formats {
+	for _, f := range Formats() {
 		b, err := Ansible(c, f)
 		if err != nil {
 			t.Fatalf("Ansible(%s, %s): %v", c.Name, f, err)
@@ -149,7 +149,7 @@ func TestBadInput(t *testing.T) {
 	for _, name := range []string{"all", "ungrouped", "head", "workers"} {
 		c := labCluster(t)
 		c.Name = name
-		for _, f := range Formats {
+		for _, f := range Formats() {
 			_, err := Ansible(c, f)
 			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cluster name %q is also a group", name)) {
 				t.Errorf("cluster %q, %s: got error %v, want the group clash", name, f, err)
