@@ -9,6 +9,7 @@ import (
 	"github.com/magibake/magibake/internal/build"
 	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/hostkey"
+	"github.com/magibake/magibake/internal/profile"
 )
 
 func newKnownHosts() *cobra.Command {
@@ -25,6 +26,7 @@ key. Keep that directory: it is the nodes' identity across reflashes.
 known-hosts only reads it: a node not built yet has no line, and stderr
 names it.`,
 		Example: `  magibake known-hosts >> ~/.ssh/known_hosts
+  magibake known-hosts > ~/.ssh/known_hosts.magi    # the file magibake ssh-config pins
   magibake known-hosts --profiles ~/cluster`,
 		Args: argsRule(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,16 +35,13 @@ names it.`,
 			if err != nil {
 				return fault.InputError(err)
 			}
-			keys, gen, err := s.HostKeys(c)
+			keys, missing, dir, err := savedHostKeys(s, c)
 			if err != nil {
 				return fault.InputError(err)
 			}
-			if missing := gen.Nodes(); len(missing) > 0 {
-				for _, n := range missing {
-					delete(keys, n)
-				}
+			if len(missing) > 0 {
 				fmt.Fprintf(s.Log, "note: no SSH host key yet for %s in %s: `magibake build` makes a node's key with its first card\n",
-					strings.Join(missing, ", "), gen.Dir())
+					strings.Join(missing, ", "), dir)
 			}
 			_, err = fmt.Fprint(cmd.OutOrStdout(), hostkey.KnownHosts(c, keys))
 			return err
@@ -50,4 +49,18 @@ names it.`,
 	}
 	cmd.Flags().StringVar(&s.Profiles, "profiles", "", "profiles directory (default: the embedded example cluster)")
 	return cmd
+}
+
+// savedHostKeys returns the host keys saved in the state directory, the
+// nodes that have none yet and the directory; it writes nothing (the keys
+// hostkey.Load makes in memory for the missing nodes are dropped).
+func savedHostKeys(s build.Sources, c *profile.Cluster) (hostkey.Keys, []string, string, error) {
+	keys, gen, err := s.HostKeys(c)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	for _, n := range gen.Nodes() {
+		delete(keys, n)
+	}
+	return keys, gen.Nodes(), gen.Dir(), nil
 }

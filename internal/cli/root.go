@@ -95,7 +95,7 @@ path, disk full or read-only), 4 a check failed (check), 130 interrupted
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newCheck())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory(), newCheck())
 	addStandardCommands(root)
 	return root
 }
