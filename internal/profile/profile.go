@@ -231,11 +231,9 @@ func Load(fsys fs.FS, display string, opt Options) (*Cluster, error) {
 			continue
 		}
 		nodeFiles++
-		n, ok := l.node(name, files[name])
-		if ok {
-			nodes = append(nodes, n)
-		}
-		roleKnown = roleKnown && ok && n.Role != ""
+		ns, known := l.node(name, files[name])
+		nodes = append(nodes, ns...)
+		roleKnown = roleKnown && known
 	}
 	l.nodes(c, nodes, nodeFiles, roleKnown)
 	if len(l.errs) > 0 {
