@@ -102,7 +102,7 @@ func (l *loader) node(name string, raw []byte) (nodes []parsedNode, roleKnown bo
 		if !ok {
 			return
 		}
-		f.at[key], f.items[key] = resolve(v), items
+		f.items[key] = items
 		for i, it := range items {
 			parse(item(key, i), it)
 		}
@@ -236,12 +236,12 @@ func (l *loader) expand(d *doc, k keys, f *nodeFile, bad bool) []parsedNode {
 	for _, kk := range listKeys {
 		if items, given := f.items[kk.list]; given && len(items) != f.count && f.count > 0 {
 			key := kk.list
-			d.fail(f.at[key], key, "want %d entries, one per node (count: %d), got %d", f.count, f.count, len(items))
+			d.fail(k.at[key], key, "want %d entries, one per node (count: %d), got %d", f.count, f.count, len(items))
 			bad = true
 		}
 	}
 	if f.items["addresses"] != nil && f.items["macs"] == nil {
-		d.fail(f.at["addresses"], "addresses", "fixed addresses need macs: dhcpd hands fixed addresses out by MAC address")
+		d.fail(k.at["addresses"], "addresses", "fixed addresses need macs: dhcpd hands fixed addresses out by MAC address")
 		bad = true
 	}
 	var prefix, suffix string
