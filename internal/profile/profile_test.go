@@ -947,3 +947,28 @@ func TestWorkersOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestREADMEWorkersExample keeps the README's example of a file with count
+// true: it loads beside the other nodes as eight workers.
+func TestREADMEWorkersExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(b), "```yaml\n# workers.yaml")
+	if start < 0 {
+		t.Fatal("README has no ```yaml block starting # workers.yaml")
+	}
+	block := string(b[start+len("```yaml\n"):])
+	block = block[:strings.Index(block, "```")]
+	files := validFiles()
+	files["workers.yaml"] = block
+	c, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Node("node08")
+	if len(c.Nodes) != 11 || err != nil || n.Address.String() != "10.3.50.38" || n.Home != "192.168.0.38" || n.MAC.String() != "dc:a6:32:00:00:08" {
+		t.Errorf("%d nodes, node08 = %+v (%v)", len(c.Nodes), n, err)
+	}
+}
