@@ -1,6 +1,7 @@
 // Package profile loads and validates a cluster profile: one cluster.yaml plus
-// one <hostname>.yaml per node, or one file for several workers. Secrets are read from environment variables
-// or files named in the profile, so a profile can be committed safely.
+// one <hostname>.yaml per node, or one file for several workers. Secrets are
+// read from environment variables or files named in the profile, so a
+// profile can be committed safely.
 //
 // The format, in brief (profiles/ holds a complete example):
 //

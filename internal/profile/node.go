@@ -49,8 +49,8 @@ type nodeFile struct {
 	macs     []net.HardwareAddr
 	addrs    []netip.Addr
 	homes    []string
-	at       map[string]*yaml.Node // value node of each key given
-	items    map[string][]*yaml.Node
+	at       map[string]*yaml.Node   // value node of each key given
+	items    map[string][]*yaml.Node // entries of each list given
 }
 
 // placeholderRE is the one place in a hostname pattern the number goes:
@@ -177,15 +177,15 @@ func (l *loader) node(name string, raw []byte) (nodes []parsedNode, roleKnown bo
 	}
 	d.require(k, "", "hostname", "role")
 	if k.has("count") || k.has("macs") || k.has("addresses") || k.has("home_addresses") {
-		nodes = l.expand(d, k, &f, len(l.errs) > before)
+		nodes = expand(d, k, &f, len(l.errs) > before)
 	} else {
-		nodes = l.single(d, name, &f)
+		nodes = single(d, name, &f)
 	}
 	return nodes, f.role == RoleWorker || (f.role == RoleHead && len(nodes) > 0)
 }
 
 // single is the node of a file without count, named after its file.
-func (l *loader) single(d *doc, name string, f *nodeFile) []parsedNode {
+func single(d *doc, name string, f *nodeFile) []parsedNode {
 	if f.hostname == "" {
 		return nil
 	}
@@ -214,7 +214,7 @@ func (l *loader) single(d *doc, name string, f *nodeFile) []parsedNode {
 // count, each with the n-th entry of each list. Nothing is made when the
 // file has a problem (bad says one was reported already), so that each
 // mistake is reported once.
-func (l *loader) expand(d *doc, k keys, f *nodeFile, bad bool) []parsedNode {
+func expand(d *doc, k keys, f *nodeFile, bad bool) []parsedNode {
 	if !k.has("count") {
 		for _, kk := range listKeys {
 			if k.has(kk.list) {
@@ -240,7 +240,8 @@ func (l *loader) expand(d *doc, k keys, f *nodeFile, bad bool) []parsedNode {
 			bad = true
 		}
 	}
-	if f.items["addresses"] != nil && f.items["macs"] == nil {
+	_, addrs := f.items["addresses"]
+	if _, macs := f.items["macs"]; addrs && !macs {
 		d.fail(k.at["addresses"], "addresses", "fixed addresses need macs: dhcpd hands fixed addresses out by MAC address")
 		bad = true
 	}

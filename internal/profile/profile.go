@@ -184,9 +184,10 @@ func LoadDir(dir string, opt Options) (*Cluster, error) {
 // clusterFile is the one file of a profile directory that is not a node.
 const clusterFile = "cluster.yaml"
 
-// Load reads cluster.yaml and every other *.yaml file (one node each) from
-// the top of fsys. display names the directory in error messages. All
-// problems found are returned together, joined, each an *Error.
+// Load reads cluster.yaml and every other *.yaml file (one node each, or
+// count workers) from the top of fsys. display names the directory in error
+// messages. All problems found are returned together, joined, each an
+// *Error.
 func Load(fsys fs.FS, display string, opt Options) (*Cluster, error) {
 	if opt.Getenv == nil {
 		opt.Getenv = os.Getenv
