@@ -1,6 +1,7 @@
 // Package profile loads and validates a cluster profile: one cluster.yaml plus
-// one <hostname>.yaml per node. Secrets are read from environment variables
-// or files named in the profile, so a profile can be committed safely.
+// one <hostname>.yaml per node, or one file for several workers. Secrets are
+// read from environment variables or files named in the profile, so a
+// profile can be committed safely.
 //
 // The format, in brief (profiles/ holds a complete example):
 //
@@ -14,7 +15,13 @@
 //	<hostname>.yaml  hostname, role (head|worker), mac?, address? (workers;
 //	                 needs mac), home_address? (IPv4 or DNS name; default
 //	                 <hostname>.local)
+//	<any>.yaml       role: worker, count (1-250), hostname as a pattern with
+//	                 one {n} or {n:0W} (node{n:02}: node01 ..), macs?,
+//	                 addresses? (needs macs), home_addresses?: lists of
+//	                 exactly count entries, the n-th for worker n
 //
+// A file with count stands for count workers, each an ordinary Node (Source
+// is the file); every check across files sees them as it sees single nodes.
 // Every string in wifi, user and base may instead be {env: NAME} or
 // {file: PATH} (relative to Options.FileBase, "~/" expanded, trailing
 // newlines trimmed); adding optional: true makes an unset variable or missing

@@ -35,6 +35,10 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte(validCluster), []byte("hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.3\n"))
 	f.Add([]byte(validCluster), []byte("hostname: melchior\nrole: head\naddress: 10.3.50.1\n"))
+	// A node file with count: melchior.yaml then stands for several workers.
+	f.Add([]byte(validCluster), []byte("role: worker\ncount: 3\nhostname: node{n:02}\nmacs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02, dc:a6:32:00:00:03]\naddresses: [10.3.50.31, 10.3.50.32, 10.3.50.33]\nhome_addresses: [192.168.0.31, node2.lan, 192.168.0.33]\n"))
+	f.Add([]byte(validCluster), []byte("role: worker\ncount: 2\nhostname: melchior{n}\nmacs: [dc:a6:32:01:02:04, dc:a6:32:00:00:02]\n"))
+	f.Add([]byte(validCluster), []byte("role: worker\ncount: 250\nhostname: n{n:03}\n"))
 
 	base := f.TempDir()
 	if err := os.WriteFile(filepath.Join(base, "psk"), []byte("a file passphrase\n"), 0o600); err != nil {
@@ -96,6 +100,18 @@ func checkInvariants(t *testing.T, c *Cluster) {
 	}
 	if len(c.Nodes) == 0 || c.Nodes[0].Role != RoleHead || c.HeadNode() != &c.Nodes[0] || c.Nodes[0].Address != c.Head.Addr() {
 		t.Fatalf("Nodes = %+v", c.Nodes)
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Nodes {
+		for _, v := range []string{"host " + n.Hostname, "home " + n.Home, "mac " + n.MAC.String(), "address " + n.Address.String()} {
+			if seen[v] && v != "mac " && v != "address invalid IP" {
+				t.Fatalf("%s twice in %+v", v, c.Nodes)
+			}
+			seen[v] = true
+		}
+		if checkLabel(n.Hostname) != "" || n.Home == "" || !strings.HasSuffix(n.Source, ".yaml") {
+			t.Fatalf("node %+v", n)
+		}
 	}
 	for _, n := range c.Nodes[1:] {
 		if n.Role != RoleWorker {

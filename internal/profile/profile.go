@@ -184,9 +184,10 @@ func LoadDir(dir string, opt Options) (*Cluster, error) {
 // clusterFile is the one file of a profile directory that is not a node.
 const clusterFile = "cluster.yaml"
 
-// Load reads cluster.yaml and every other *.yaml file (one node each) from
-// the top of fsys. display names the directory in error messages. All
-// problems found are returned together, joined, each an *Error.
+// Load reads cluster.yaml and every other *.yaml file (one node each, or
+// count workers) from the top of fsys. display names the directory in error
+// messages. All problems found are returned together, joined, each an
+// *Error.
 func Load(fsys fs.FS, display string, opt Options) (*Cluster, error) {
 	if opt.Getenv == nil {
 		opt.Getenv = os.Getenv
@@ -231,11 +232,9 @@ func Load(fsys fs.FS, display string, opt Options) (*Cluster, error) {
 			continue
 		}
 		nodeFiles++
-		n, ok := l.node(name, files[name])
-		if ok {
-			nodes = append(nodes, n)
-		}
-		roleKnown = roleKnown && ok && n.Role != ""
+		ns, known := l.node(name, files[name])
+		nodes = append(nodes, ns...)
+		roleKnown = roleKnown && known
 	}
 	l.nodes(c, nodes, nodeFiles, roleKnown)
 	if len(l.errs) > 0 {

@@ -417,6 +417,62 @@ func TestProblems(t *testing.T) {
 		{name: "duplicate home address", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nhome_address: 192.168.0.21\n"), where: "melchior.yaml:3: home_address", msg: "192.168.0.21 is also the home address of balthasar"},
 		{name: "head address differs", override: node("caspar.yaml", "hostname: caspar\nrole: head\naddress: 10.3.50.5\n"), where: "caspar.yaml:3: address", msg: "differs from head_address"},
 
+		// Several workers in one file (count). Lines: role 1, count 2, hostname 3, lists from 4.
+		{name: "count with head", override: node("workers.yaml", "role: head\ncount: 3\nhostname: node{n}\n"), where: "workers.yaml:2: count", msg: "only workers come in numbers: a cluster has one head (role: head)"},
+		{name: "count zero", override: node("workers.yaml", "role: worker\ncount: 0\nhostname: node{n}\n"), where: "workers.yaml:2: count", msg: `want a whole number of nodes from 1 to 250, got "0"`},
+		{name: "count too big", override: node("workers.yaml", "role: worker\ncount: 251\nhostname: node{n}\n"), where: "workers.yaml:2: count", msg: `want a whole number of nodes from 1 to 250, got "251"`},
+		{name: "count not a number", override: node("workers.yaml", "role: worker\ncount: eight\nhostname: node{n}\n"), where: "workers.yaml:2: count", msg: `got "eight"`},
+		{name: "count a list", override: node("workers.yaml", "role: worker\ncount: [8]\nhostname: node{n}\n"), where: "workers.yaml:2: count", msg: "got a list"},
+		{name: "count without hostname", override: node("workers.yaml", "role: worker\ncount: 2\n"), where: "workers.yaml:1: hostname", msg: "missing"},
+		{name: "mac with count", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmac: dc:a6:32:00:00:01\n"), where: "workers.yaml:4: mac", msg: "not with count: use the list form macs: [...], one entry per node"},
+		{name: "address with count", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\naddress: 10.3.50.31\n"), where: "workers.yaml:4: address", msg: "use the list form addresses: [...]"},
+		{name: "home address with count", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nhome_address: 192.168.0.31\n"), where: "workers.yaml:4: home_address", msg: "use the list form home_addresses: [...]"},
+		{name: "macs too few", override: node("workers.yaml", "role: worker\ncount: 3\nhostname: node{n}\nmacs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02]\n"), where: "workers.yaml:4: macs", msg: "want 3 entries, one per node (count: 3), got 2"},
+		{name: "addresses too many", override: node("workers.yaml", "role: worker\ncount: 1\nhostname: node{n}\nmacs: [dc:a6:32:00:00:01]\naddresses:\n  - 10.3.50.31\n  - 10.3.50.32\n"), where: "workers.yaml:5: addresses", msg: "want 1 entries, one per node (count: 1), got 2"},
+		{name: "home addresses too few", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nhome_addresses: [192.168.0.31]\n"), where: "workers.yaml:4: home_addresses", msg: "want 2 entries, one per node (count: 2), got 1"},
+		{name: "macs empty", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmacs: []\naddresses: [10.3.50.31, 10.3.50.32]\n"), where: "workers.yaml:4: macs", msg: "want 2 entries, one per node (count: 2), got 0"},
+		{name: "addresses without macs", override: node("workers.yaml", "role: worker\ncount: 1\nhostname: node{n}\naddresses: [10.3.50.31]\n"), where: "workers.yaml:4: addresses", msg: "fixed addresses need macs: dhcpd hands fixed addresses out by MAC address"},
+		{name: "macs not a list", override: node("workers.yaml", "role: worker\ncount: 1\nhostname: node{n}\nmacs: dc:a6:32:00:00:01\n"), where: "workers.yaml:4: macs", msg: `want a list of MAC addresses, one per node, got "dc:a6:32:00:00:01"`},
+		{name: "bad entry in macs", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmacs:\n  - dc:a6:32:00:00:01\n  - dc:a6:32:00:00\n"), where: "workers.yaml:6: macs[1]", msg: "want a MAC address like dc:a6:32:01:02:03"},
+		{name: "bad entry in addresses", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmacs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02]\naddresses:\n  - 10.3.50.31\n  - 10.3.50.32/24\n"), where: "workers.yaml:7: addresses[1]", msg: "without a prefix length"},
+		{name: "bad entry in home addresses", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nhome_addresses:\n  - node1.lan\n  - node 2\n"), where: "workers.yaml:6: home_addresses[1]", msg: `got "node 2"`},
+		{name: "entry in addresses in DHCP range", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmacs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02]\naddresses:\n  - 10.3.50.31\n  - 10.3.50.12\n"), where: "workers.yaml:7: addresses[1]", msg: "10.3.50.12 is inside the DHCP range 10.3.50.10-10.3.50.20"},
+		{name: "entry in home addresses outside home network", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nhome_addresses:\n  - 192.168.0.31\n  - 192.168.1.32\n"), where: "workers.yaml:6: home_addresses[1]", msg: "192.168.1.32 is outside home_network 192.168.0.0/24"},
+		{name: "pattern without placeholder", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node\n"), where: "workers.yaml:3: hostname", msg: `"node" is not a pattern: with count, want exactly one {n} (or {n:02} to pad with zeros) where the number goes, e.g. node{n}`},
+		{name: "pattern with two placeholders", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: r{n}-node{n}\n"), where: "workers.yaml:3: hostname", msg: `"r{n}-node{n}": want exactly one {n}`},
+		{name: "pattern unknown placeholder", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{i}\n"), where: "workers.yaml:3: hostname", msg: `unknown placeholder "{i}" in "node{i}"`},
+		{name: "pattern padding without zero", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n:2}\n"), where: "workers.yaml:3: hostname", msg: `unknown placeholder "{n:2}"`},
+		{name: "pattern unclosed", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n\n"), where: "workers.yaml:3: hostname", msg: `"node{n": want exactly one {n}`},
+		{name: "pattern gives a bad name", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: Node{n}\n"), where: "workers.yaml:3: hostname", msg: `node 1 of 2: want 1-63 lower-case letters, digits and '-', not starting or ending with '-', got "Node1"`},
+		{name: "pattern gives too long a name", override: node("workers.yaml", "role: worker\ncount: 10\nhostname: "+strings.Repeat("n", 62)+"{n}\n"), where: "workers.yaml:3: hostname", msg: "node 10 of 10: want 1-63"},
+		{name: "pattern without count", override: node("melchior.yaml", "hostname: melchior{n}\nrole: worker\n"), where: "melchior.yaml:1: hostname", msg: `"melchior{n}" is a pattern: it needs count, the number of workers it names`},
+		{name: "macs without count", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmacs: [dc:a6:32:00:00:01]\n"), where: "melchior.yaml:3: macs", msg: "a list needs count, the number of workers this file names; a file for one node takes mac"},
+		{name: "addresses without count", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:00:00:01\naddresses: [10.3.50.31]\n"), where: "melchior.yaml:4: addresses", msg: "a file for one node takes address"},
+		{name: "home addresses without count", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nhome_addresses: [192.168.0.31]\n"), where: "melchior.yaml:3: home_addresses", msg: "a file for one node takes home_address"},
+
+		// Duplicates between a file with count and other files, both ways
+		// round: the later file (in name order) is reported, at the entry.
+		{name: "hostname twice, single file first", override: map[string]string{"node2.yaml": "hostname: node2\nrole: worker\n", "workers.yaml": "role: worker\ncount: 3\nhostname: node{n}\n"},
+			where: "workers.yaml:3: hostname", msg: "node2 is also the hostname in "},
+		{name: "hostname twice, count file first", override: map[string]string{"node2.yaml": "hostname: node2\nrole: worker\n", "a-workers.yaml": "role: worker\ncount: 3\nhostname: node{n}\n"},
+			where: "node2.yaml:1: hostname", msg: "node2 is also the hostname in "},
+		{name: "hostname twice, two count files", override: map[string]string{"a.yaml": "role: worker\ncount: 2\nhostname: node{n}\n", "b.yaml": "role: worker\ncount: 1\nhostname: node{n}\n"},
+			where: "b.yaml:3: hostname", msg: "node1 is also the hostname in "},
+		{name: "MAC twice, single file first", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmacs:\n  - dc:a6:32:00:00:01\n  - DC:A6:32:01:02:04\n"),
+			where: "workers.yaml:6: macs[1]", msg: "dc:a6:32:01:02:04 is also the MAC of balthasar ("},
+		{name: "MAC twice, count file first", override: map[string]string{"a-workers.yaml": "role: worker\ncount: 2\nhostname: node{n}\nmacs:\n  - dc:a6:32:00:00:01\n  - dc:a6:32:00:00:02\n", "melchior.yaml": "hostname: melchior\nrole: worker\nmac: dc:a6:32:00:00:02\n"},
+			where: "melchior.yaml:3: mac", msg: "dc:a6:32:00:00:02 is also the MAC of node2 ("},
+		{name: "MAC twice in one list", override: node("workers.yaml", "role: worker\ncount: 3\nhostname: node{n}\nmacs:\n  - dc:a6:32:00:00:01\n  - dc:a6:32:00:00:02\n  - dc:a6:32:00:00:01\n"),
+			where: "workers.yaml:7: macs[2]", msg: "dc:a6:32:00:00:01 is also the MAC of node1 ("},
+		{name: "address twice, single file first", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nmacs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02]\naddresses:\n  - 10.3.50.31\n  - 10.3.50.2\n"),
+			where: "workers.yaml:7: addresses[1]", msg: "10.3.50.2 is also the address of balthasar ("},
+		{name: "address twice, count file first", override: map[string]string{"a-workers.yaml": "role: worker\ncount: 2\nhostname: node{n}\nmacs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02]\naddresses:\n  - 10.3.50.31\n  - 10.3.50.32\n", "melchior.yaml": "hostname: melchior\nrole: worker\nmac: dc:a6:32:00:00:09\naddress: 10.3.50.31\n"},
+			where: "melchior.yaml:4: address", msg: "10.3.50.31 is also the address of node1 ("},
+		{name: "home address twice, single file first", override: node("workers.yaml", "role: worker\ncount: 2\nhostname: node{n}\nhome_addresses:\n  - 192.168.0.21\n  - 192.168.0.32\n"),
+			where: "workers.yaml:5: home_addresses[0]", msg: "192.168.0.21 is also the home address of balthasar ("},
+		{name: "home address twice, count file first", override: map[string]string{"a-workers.yaml": "role: worker\ncount: 2\nhostname: node{n}\nhome_addresses:\n  - 192.168.0.31\n  - melchior.lan\n", "melchior.yaml": "hostname: melchior\nrole: worker\nhome_address: melchior.lan\n"},
+			where: "melchior.yaml:3: home_address", msg: "melchior.lan is also the home address of node2 ("},
+
 		// Wi-Fi.
 		{name: "SSID empty", sub: []string{"ssid: home", "ssid: ''"}, where: "cluster.yaml:13: wifi.ssid", msg: "want 1-32 bytes, got 0"},
 		{name: "SSID long", sub: []string{"ssid: home", "ssid: " + strings.Repeat("s", 33)}, where: "cluster.yaml:13: wifi.ssid", msg: "want 1-32 bytes, got 33"},
@@ -810,5 +866,110 @@ func TestKubernetes(t *testing.T) {
 				t.Errorf("problem %q, want %q and %q", got, tt.where, tt.msg)
 			}
 		})
+	}
+}
+
+// TestWorkers: a file with count becomes count ordinary worker nodes, each
+// with its entry of every list, sorted with the others by hostname.
+func TestWorkers(t *testing.T) {
+	files := validFiles()
+	files["workers.yaml"] = `# eight workers
+role: worker
+count: 8
+hostname: node{n}
+macs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02, dc:a6:32:00:00:03, dc:a6:32:00:00:04,
+       dc:a6:32:00:00:05, dc:a6:32:00:00:06, dc:a6:32:00:00:07, dc:a6:32:00:00:08]
+addresses: [10.3.50.31, 10.3.50.32, 10.3.50.33, 10.3.50.34, 10.3.50.35, 10.3.50.36, 10.3.50.37, 10.3.50.38]
+home_addresses: [192.168.0.31, 192.168.0.32, 192.168.0.33, 192.168.0.34, node5.lan, node6.lan, 192.168.0.37, 192.168.0.38]
+`
+	dir := writeDir(t, files)
+	c, err := LoadDir(dir, Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, c)
+	var got []string
+	for _, n := range c.Nodes {
+		got = append(got, n.Hostname)
+	}
+	want := []string{"caspar", "balthasar", "melchior", "node1", "node2", "node3", "node4", "node5", "node6", "node7", "node8"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("nodes %q, want %q", got, want)
+	}
+	src := filepath.Join(dir, "workers.yaml")
+	for i, n := range c.Nodes[3:] {
+		home := "192.168.0.3" + string(rune('1'+i))
+		if i == 4 || i == 5 {
+			home = n.Hostname + ".lan"
+		}
+		w := Node{Hostname: want[3+i], Role: RoleWorker, MAC: net.HardwareAddr{0xdc, 0xa6, 0x32, 0, 0, byte(i + 1)},
+			Address: netip.AddrFrom4([4]byte{10, 3, 50, byte(31 + i)}), Home: home, Source: src}
+		if !reflect.DeepEqual(n, w) {
+			t.Errorf("node %d = %+v, want %+v", i+1, n, w)
+		}
+	}
+}
+
+// TestWorkersOrder: workers sort by hostname as text, and MAC'd workers
+// without addresses get theirs in that order, so node10 sorts between node1
+// and node2; {n:02} keeps the numbers in order.
+func TestWorkersOrder(t *testing.T) {
+	macs := "macs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02, dc:a6:32:00:00:03, dc:a6:32:00:00:04, dc:a6:32:00:00:05, dc:a6:32:00:00:06, dc:a6:32:00:00:07, dc:a6:32:00:00:08, dc:a6:32:00:00:09, dc:a6:32:00:00:0a]\n"
+	tests := []struct {
+		pattern string
+		want    []string // hostname:address, in node order after the head
+	}{
+		{"node{n}", []string{"node1:10.3.50.2", "node10:10.3.50.3", "node2:10.3.50.4", "node3:10.3.50.5", "node4:10.3.50.6",
+			"node5:10.3.50.7", "node6:10.3.50.8", "node7:10.3.50.9", "node8:10.3.50.21", "node9:10.3.50.22"}},
+		{"node{n:02}", []string{"node01:10.3.50.2", "node02:10.3.50.3", "node03:10.3.50.4", "node04:10.3.50.5", "node05:10.3.50.6",
+			"node06:10.3.50.7", "node07:10.3.50.8", "node08:10.3.50.9", "node09:10.3.50.21", "node10:10.3.50.22"}},
+		{"rack-{n:03}-pi", []string{"rack-001-pi:10.3.50.2", "rack-002-pi:10.3.50.3", "rack-003-pi:10.3.50.4", "rack-004-pi:10.3.50.5", "rack-005-pi:10.3.50.6",
+			"rack-006-pi:10.3.50.7", "rack-007-pi:10.3.50.8", "rack-008-pi:10.3.50.9", "rack-009-pi:10.3.50.21", "rack-010-pi:10.3.50.22"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern, func(t *testing.T) {
+			files := map[string]string{
+				"cluster.yaml": validCluster,
+				"caspar.yaml":  "hostname: caspar\nrole: head\n",
+				"workers.yaml": "role: worker\ncount: 10\nhostname: " + tt.pattern + "\n" + macs,
+			}
+			c, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkInvariants(t, c)
+			var got []string
+			for _, n := range c.Nodes[1:] {
+				got = append(got, n.Hostname+":"+n.Address.String())
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("workers\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestREADMEWorkersExample keeps the README's example of a file with count
+// true: it loads beside the other nodes as eight workers.
+func TestREADMEWorkersExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(b), "```yaml\n# workers.yaml")
+	if start < 0 {
+		t.Fatal("README has no ```yaml block starting # workers.yaml")
+	}
+	block := string(b[start+len("```yaml\n"):])
+	block = block[:strings.Index(block, "```")]
+	files := validFiles()
+	files["workers.yaml"] = block
+	c, err := LoadDir(writeDir(t, files), Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Node("node08")
+	if len(c.Nodes) != 11 || err != nil || n.Address.String() != "10.3.50.38" || n.Home != "192.168.0.38" || n.MAC.String() != "dc:a6:32:00:00:08" {
+		t.Errorf("%d nodes, node08 = %+v (%v)", len(c.Nodes), n, err)
 	}
 }

@@ -98,6 +98,15 @@ kubernetes: true
 
 const fullNode = "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:03\naddress: 10.3.50.2\n"
 
+// fullWorkers is a node file for several workers using every list.
+const fullWorkers = `role: worker
+count: 3
+hostname: node{n:02}
+macs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02, dc:a6:32:00:00:03]
+addresses: [10.3.50.31, 10.3.50.32, 10.3.50.33]
+home_addresses: [192.168.0.31, 192.168.0.32, node03.lan]
+`
+
 func TestSchemaAcceptsValidProfiles(t *testing.T) {
 	clusterSchema, nodeSchema := compileSchemas(t)
 	shipped, err := filepath.Glob("../../profiles/*.yaml")
@@ -117,8 +126,18 @@ func TestSchemaAcceptsValidProfiles(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	if err := nodeSchema.Validate(instance(t, []byte(fullNode))); err != nil {
-		t.Errorf("full node: %v", err)
+	for name, text := range map[string]string{"full node": fullNode, "workers": fullWorkers, "workers, no lists": "role: worker\ncount: 1\nhostname: w{n}\n"} {
+		if err := nodeSchema.Validate(instance(t, []byte(text))); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		fsys := fstest.MapFS{
+			"cluster.yaml":   {Data: []byte(validCluster)},
+			"caspar.yaml":    {Data: []byte("hostname: caspar\nrole: head\n")},
+			"balthasar.yaml": {Data: []byte(text)},
+		}
+		if _, err := Load(fsys, "p", Options{Getenv: noEnv}); err != nil {
+			t.Errorf("%s: loader rejects it: %v", name, err)
+		}
 	}
 	// A base without sha256: fetch and build check it against the .sha256
 	// published beside url.
@@ -153,7 +172,7 @@ func TestSchemaRejects(t *testing.T) {
 	clusterSchema, nodeSchema := compileSchemas(t)
 	tests := []struct {
 		name     string
-		file     string // "cluster" or "node"
+		file     string // "cluster", "node" or "workers" (fullWorkers as the node file)
 		old, new string
 	}{
 		{"unknown top-level key", "cluster", "uplink: wlan0", "uplink: wlan0\nuplnk: wlan1"},
@@ -170,12 +189,30 @@ func TestSchemaRejects(t *testing.T) {
 		{"unknown role", "node", "role: worker", "role: boss"},
 		{"unknown node key", "node", "role: worker", "role: worker\nip: 10.3.50.2"},
 		{"hostname upper case", "node", "hostname: balthasar", "hostname: Balthasar"},
+		{"address without mac", "node", "mac: dc:a6:32:01:02:03\n", ""},
+		{"pattern without count", "node", "hostname: balthasar", "hostname: balthasar{n}"},
+		{"list without count", "node", "role: worker", "role: worker\nmacs: [dc:a6:32:01:02:04]"},
+		{"count with head", "workers", "role: worker", "role: head"},
+		{"count zero", "workers", "count: 3", "count: 0"},
+		{"count too big", "workers", "count: 3", "count: 251"},
+		{"count not a number", "workers", "count: 3", "count: three"},
+		{"single mac with count", "workers", "count: 3", "count: 3\nmac: dc:a6:32:00:00:09"},
+		{"single home address with count", "workers", "count: 3", "count: 3\nhome_address: 192.168.0.40"},
+		{"pattern without {n}", "workers", "hostname: node{n:02}", "hostname: node"},
+		{"unknown placeholder", "workers", "hostname: node{n:02}", "hostname: node{i}"},
+		{"pattern upper case", "workers", "hostname: node{n:02}", "hostname: Node{n:02}"},
+		{"addresses without macs", "workers", "macs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02, dc:a6:32:00:00:03]\n", ""},
+		{"macs not a list", "workers", "macs: [dc:a6:32:00:00:01, dc:a6:32:00:00:02, dc:a6:32:00:00:03]", "macs: dc:a6:32:00:00:01"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cluster, node, s := fullCluster, fullNode, clusterSchema
 			var text *string = &cluster
-			if tt.file == "node" {
+			switch tt.file {
+			case "node":
+				text, s = &node, nodeSchema
+			case "workers":
+				node = fullWorkers
 				text, s = &node, nodeSchema
 			}
 			if !strings.Contains(*text, tt.old) {
