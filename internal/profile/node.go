@@ -320,12 +320,25 @@ func (d *doc) home(field string, v *yaml.Node) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if _, isIP := parseIPv4(s); !isIP && checkDomain(s) != "" {
+	if _, isIP := parseIPv4(s); isIP {
+		return s, true
+	}
+	if checkDomain(s) != "" {
 		d.fail(resolve(v), field, "want %s, got %s", want, quote(s))
+		return "", false
+	}
+	if numericName.MatchString(s) {
+		// ssh and the C library read such a name as an address
+		// (inet_aton: "123" is 0.0.0.123, "10.1" is 10.0.0.1).
+		d.fail(resolve(v), field, "%s would be read as a numeric address; write an IPv4 address as a.b.c.d, or a name with a letter in it", quote(s))
 		return "", false
 	}
 	return s, true
 }
+
+// numericName matches names whose every label is a number, decimal, octal
+// or hex, as inet_aton reads them.
+var numericName = regexp.MustCompile(`^((0x[0-9a-f]*|[0-9]+)(\.|$))+$`)
 
 // nodes checks the nodes against each other and the cluster, and stores
 // them in c. files is the number of node files found; roleKnown says every
