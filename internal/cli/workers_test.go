@@ -61,8 +61,13 @@ func TestWorkersFile(t *testing.T) {
 	}
 
 	out := t.TempDir()
-	nodes := []string{"caspar", "node1", "node2", "node3", "node4"}
-	code, _, stderr = execute(t, append(append([]string{"build"}, nodes...), "--base", img, "--out-dir", out, "--profiles", dir)...)
+	if code, _, stderr := execute(t, "build", "--all", "caspar", "--base", img, "--out-dir", out, "--profiles", dir); code != 2 || !strings.Contains(stderr, "give node names or --all, not both") {
+		t.Errorf("build --all caspar: exit %d, stderr %q; want 2", code, stderr)
+	}
+	if code, _, stderr := execute(t, "build", "--base", img, "--out-dir", out, "--profiles", dir); code != 2 || !strings.Contains(stderr, "no node given") {
+		t.Errorf("build without nodes: exit %d, stderr %q; want 2", code, stderr)
+	}
+	code, _, stderr = execute(t, "build", "--all", "--base", img, "--out-dir", out, "--profiles", dir)
 	if code != 0 {
 		t.Fatalf("build: exit %d: %s", code, stderr)
 	}
