@@ -193,7 +193,7 @@ type base struct {
 
 // openBase opens (and if need be decompresses) the base, checks it against
 // the profile's pin, reads its partitions and dates the plans.
-func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Writer) (*base, error) {
+func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Writer) (_ *base, err error) {
 	// Outputs that are all .img.xz copy the base's untouched blocks, so
 	// the rest of the base need never be decoded.
 	onDemand := true
@@ -220,41 +220,36 @@ func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Wri
 	if err != nil {
 		return nil, fault.InputError(err)
 	}
-	b := &base{Base: ib, pinned: pin != ""}
-	if err := b.read(o, in, jobs, checkPin, start, log); err != nil {
-		b.Close()
-		return nil, err
+	defer func() {
+		if err != nil {
+			ib.Close()
+		}
+	}()
+	if err := checkPin(ib.SHA256); err != nil {
+		return nil, fault.InputError(err)
 	}
-	return b, nil
-}
-
-func (b *base) read(o Options, in *inputs, jobs []job, checkPin func(string) error, start time.Time, log io.Writer) error {
-	if err := checkPin(b.SHA256); err != nil {
-		return fault.InputError(err)
-	}
-	layout, err := image.ReadLayout(b, b.Size())
+	layout, err := image.ReadLayout(ib, ib.Size())
 	if err != nil {
-		return fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
+		return nil, fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
 	}
-	b.layout = layout
 	switch {
-	case b.OnDemand:
-		fmt.Fprintf(log, "reading %s (%s) block by block: only what the bake changes is decompressed\n", o.Base, bytesize.Format(b.Size()))
-	case b.Cached:
-		fmt.Fprintf(log, "base %s (%s) already decompressed in the cache (%s)\n", o.Base, bytesize.Format(b.Size()), o.CacheDir)
-	case b.Compressed:
-		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, bytesize.Format(b.Size()), time.Since(start).Seconds())
+	case ib.OnDemand:
+		fmt.Fprintf(log, "reading %s (%s) block by block: only what the bake changes is decompressed\n", o.Base, bytesize.Format(ib.Size()))
+	case ib.Cached:
+		fmt.Fprintf(log, "base %s (%s) already decompressed in the cache (%s)\n", o.Base, bytesize.Format(ib.Size()), o.CacheDir)
+	case ib.Compressed:
+		fmt.Fprintf(log, "decompressed %s (%s) in %.1fs\n", o.Base, bytesize.Format(ib.Size()), time.Since(start).Seconds())
 	}
 	mtime := in.mtime
 	if mtime.IsZero() {
-		if mtime, err = bake.BaseTime(image.NewDevice(b, b.Size()), layout); err != nil {
-			return fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
+		if mtime, err = bake.BaseTime(image.NewDevice(ib, ib.Size()), layout); err != nil {
+			return nil, fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
 		}
 	}
 	for _, j := range jobs {
 		j.plan.MTime = mtime
 	}
-	return nil
+	return &base{Base: ib, layout: layout, pinned: pin != ""}, nil
 }
 
 // markVerified leaves the cache's marker that every block of an .img.xz

@@ -12,7 +12,8 @@
 //	                 ssh_authorized_keys?, password_login?}, base? {url, sha256},
 //	                 kubernetes? (bool, default false)
 //	<hostname>.yaml  hostname, role (head|worker), mac?, address? (workers;
-//	                 needs mac)
+//	                 needs mac), home_address? (IPv4 or DNS name; default
+//	                 <hostname>.local)
 //
 // Every string in wifi, user and base may instead be {env: NAME} or
 // {file: PATH} (relative to Options.FileBase, "~/" expanded, trailing

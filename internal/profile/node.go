@@ -11,8 +11,8 @@ import (
 // the checks across files.
 type parsedNode struct {
 	Node
-	d                        *doc
-	role, mac, address, host *yaml.Node
+	d                              *doc
+	role, mac, address, host, home *yaml.Node
 }
 
 // node parses one node file; ok is false when it holds no usable node.
@@ -81,6 +81,19 @@ func (l *loader) node(name string, raw []byte) (parsedNode, bool) {
 			}
 			p.Address, p.address = a, resolve(v)
 		},
+		"home_address": func(f string, v *yaml.Node) {
+			s, ok := d.scalar(f, v, "an IPv4 address or DNS name like 192.168.0.20 or caspar.lan")
+			if !ok {
+				return
+			}
+			if _, isIP := parseIPv4(s); !isIP {
+				if msg := checkDomain(s); msg != "" {
+					d.fail(v, f, "want an IPv4 address or DNS name like 192.168.0.20 or caspar.lan, got %s", quote(s))
+					return
+				}
+			}
+			p.Home, p.home = s, resolve(v)
+		},
 	})
 	if !ok {
 		return p, false
@@ -101,9 +114,25 @@ func (l *loader) nodes(c *Cluster, nodes []parsedNode, files int, roleKnown bool
 	hosts := map[string]*parsedNode{}
 	macs := map[string]*parsedNode{}
 	addrs := map[string]*parsedNode{}
+	homes := map[string]*parsedNode{}
 	for i := range nodes {
 		p := &nodes[i]
 		d := p.d
+		if p.Home == "" {
+			p.Home = p.Hostname + ".local"
+		} else if first := homes[p.Home]; first != nil {
+			d.fail(p.home, "home_address", "%s is also the home address of %s (%s)", p.Home, first.Hostname, first.Source)
+		} else {
+			homes[p.Home] = p
+			if a, isIP := parseIPv4(p.Home); isIP {
+				switch {
+				case c.Subnet.IsValid() && c.Subnet.Contains(a):
+					d.fail(p.home, "home_address", "%s is in the cluster subnet %s; want the node's address on the home network", a, c.Subnet)
+				case c.HomeNetwork.IsValid() && !c.HomeNetwork.Contains(a):
+					d.fail(p.home, "home_address", "%s is outside home_network %s in %s", a, c.HomeNetwork, clusterFile)
+				}
+			}
+		}
 		if first := hosts[p.Hostname]; first != nil {
 			d.fail(p.host, "hostname", "%s is also the hostname in %s", p.Hostname, first.Source)
 		} else {

@@ -91,7 +91,12 @@ type Node struct {
 	Role     Role
 	MAC      net.HardwareAddr // nil when absent
 	Address  netip.Addr       // head: Head.Addr(); worker: fixed address or zero
-	Source   string           // display path of its file
+	// Home is where the owner reaches the node on the home network (SSH,
+	// Ansible, magibake check): home_address as written (an IPv4 address
+	// or a DNS name), else HOSTNAME.local, which Raspberry Pi OS announces
+	// over mDNS (avahi-daemon).
+	Home   string
+	Source string // display path of its file
 }
 
 // Options says where secrets referenced by a profile are read from.

@@ -53,7 +53,7 @@ func validFiles() map[string]string {
 	return map[string]string{
 		"cluster.yaml":   validCluster,
 		"caspar.yaml":    "hostname: caspar\nrole: head\nmac: dc:a6:32:01:02:03\n",
-		"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:04\naddress: 10.3.50.2\n",
+		"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:04\naddress: 10.3.50.2\nhome_address: 192.168.0.21\n",
 		"melchior.yaml":  "hostname: melchior\nrole: worker\n",
 	}
 }
@@ -144,8 +144,11 @@ func TestValidProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Address != netip.MustParseAddr("10.3.50.2") || b.MAC.String() != "dc:a6:32:01:02:04" || b.Source != filepath.Join(dir, "balthasar.yaml") {
+	if b.Address != netip.MustParseAddr("10.3.50.2") || b.MAC.String() != "dc:a6:32:01:02:04" || b.Source != filepath.Join(dir, "balthasar.yaml") || b.Home != "192.168.0.21" {
 		t.Errorf("balthasar = %+v", b)
+	}
+	if m, _ := c.Node("melchior"); m.Home != "melchior.local" {
+		t.Errorf("melchior's home address = %q, want the mDNS name melchior.local", m.Home)
 	}
 	if got := c.SecretValues(); !reflect.DeepEqual(got, []string{"correct horse", hash}) {
 		t.Errorf("SecretValues = %q", got)
@@ -235,9 +238,9 @@ func TestDefault(t *testing.T) {
 		WiFi:         &WiFi{SSID: "magi-uplink", Passphrase: "not a real passphrase", Country: "DE", Security: SecurityWPA2},
 		User:         User{Name: "nerv", PasswordHash: hash, SSHKeys: []string{keyA + " a@host", keyRSA}},
 		Nodes: []Node{
-			{Hostname: "caspar", Role: RoleHead, Address: netip.MustParseAddr("10.3.50.1"), Source: src + "caspar.yaml"},
-			{Hostname: "balthasar", Role: RoleWorker, Source: src + "balthasar.yaml"},
-			{Hostname: "melchior", Role: RoleWorker, Source: src + "melchior.yaml"},
+			{Hostname: "caspar", Role: RoleHead, Address: netip.MustParseAddr("10.3.50.1"), Home: "caspar.local", Source: src + "caspar.yaml"},
+			{Hostname: "balthasar", Role: RoleWorker, Home: "balthasar.local", Source: src + "balthasar.yaml"},
+			{Hostname: "melchior", Role: RoleWorker, Home: "melchior.local", Source: src + "melchior.yaml"},
 		},
 		Digest: c.Digest,
 	}
@@ -408,6 +411,10 @@ func TestProblems(t *testing.T) {
 		{name: "address broadcast", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.255\n"), where: "melchior.yaml:4: address", msg: "broadcast address"},
 		{name: "address in DHCP range", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.15\n"), where: "melchior.yaml:4: address", msg: "inside the DHCP range 10.3.50.10-10.3.50.20"},
 		{name: "address with prefix", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nmac: dc:a6:32:01:02:05\naddress: 10.3.50.3/24\n"), where: "melchior.yaml:4: address", msg: "without a prefix length"},
+		{name: "home address not a name", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nhome_address: \"melchior local\"\n"), where: "melchior.yaml:3: home_address", msg: `want an IPv4 address or DNS name like 192.168.0.20 or caspar.lan, got "melchior local"`},
+		{name: "home address outside home network", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nhome_address: 192.168.1.22\n"), where: "melchior.yaml:3: home_address", msg: "192.168.1.22 is outside home_network 192.168.0.0/24 in cluster.yaml"},
+		{name: "home address in cluster subnet", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nhome_address: 10.3.50.30\n"), where: "melchior.yaml:3: home_address", msg: "10.3.50.30 is in the cluster subnet 10.3.50.0/24"},
+		{name: "duplicate home address", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nhome_address: 192.168.0.21\n"), where: "melchior.yaml:3: home_address", msg: "192.168.0.21 is also the home address of balthasar"},
 		{name: "head address differs", override: node("caspar.yaml", "hostname: caspar\nrole: head\naddress: 10.3.50.5\n"), where: "caspar.yaml:3: address", msg: "differs from head_address"},
 
 		// Wi-Fi.
