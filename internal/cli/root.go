@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/fault"
+	"github.com/magibake/magibake/internal/flash"
 	"github.com/magibake/magibake/internal/output"
 )
 
@@ -75,7 +76,8 @@ Reinstalling a node means reflashing its card.
 
 Exit codes: 0 success, 1 internal error (a bug: please report it), 2 usage
 error (arguments, flags), 3 bad input (profiles, overlays, base image, output
-path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written).`,
+path, disk full or read-only, a device flash refuses), 130 interrupted
+(SIGINT/SIGTERM; nothing written, except by flash, which says so).`,
 		Version:       toolVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -94,7 +96,7 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newFlash())
 	addStandardCommands(root)
 	return root
 }
@@ -103,7 +105,11 @@ path, disk full or read-only), 130 interrupted (SIGINT/SIGTERM; nothing written)
 // in this one place from the error's fault.Class: 0 success, 1 internal
 // error, 2 usage error, 3 bad input, 130 interrupted.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := NewRoot(stdout, stderr)
+	return run(ctx, NewRoot(stdout, stderr), args, stderr)
+}
+
+// run runs root with args and returns the exit code.
+func run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -111,7 +117,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch fault.Of(err) {
 	case fault.Interrupted:
-		if errors.Is(err, output.ErrNotTakenBack) {
+		if errors.Is(err, output.ErrNotTakenBack) || errors.Is(err, flash.ErrIncomplete) {
 			printErr(stderr, fmt.Errorf("interrupted: %w", err))
 		} else {
 			fmt.Fprintln(stderr, "magibake: interrupted; no output was written")

@@ -82,6 +82,9 @@ func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Re
 	// From here on the device is changed: every error says so.
 	fail := func(err error) (*Result, error) {
 		unix.Fsync(fd)
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("device %s: stopped before the end (%w)", dev, err)
+		}
 		return res, fmt.Errorf("%w; %w", err, ErrIncomplete)
 	}
 	res.Why, err = d.discardZeroes(card.Size, h.discard)
