@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -69,14 +70,16 @@ func flashCard(t *testing.T, dir string) (img, imgXZ string) {
 	return img, img + ".xz"
 }
 
-// runFlashCmd runs magibake as Execute does, with stdin in and a cancelled
-// context when cancelled is set, and returns its exit code and output.
-func runFlashCmd(t *testing.T, in io.Reader, cancelled bool, args ...string) (int, string, string) {
+// runFlashCmd runs magibake as Execute does, with stdin in and a context
+// cancelled at its cancelled'th check (0: never), and returns its exit code
+// and output.
+func runFlashCmd(t *testing.T, in io.Reader, cancelled int32, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if cancelled {
-		cancel()
+	var ctx context.Context = context.Background()
+	if cancelled > 0 {
+		c := &stopAt{Context: ctx}
+		c.left.Store(cancelled)
+		ctx = c
 	}
 	var out, errb bytes.Buffer
 	root := NewRoot(&out, &errb)
@@ -109,21 +112,23 @@ func TestFlash(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		args      []string
-		cancelled bool
+		cancelled int32 // the context is cancelled at its cancelled'th check; 0: never
 		code      int
 		stderr    []string // lines, in order
 	}{
-		{"not removable", []string{imgXZ, dev, "--yes"}, false, 3, []string{
+		{"not removable", []string{imgXZ, dev, "--yes"}, 0, 3, []string{
 			"magibake: " + dev + " is not a removable, USB or SD/MMC device; if it really is the card, give --force"}},
-		{"too small", []string{imgXZ, small, "--yes", "--force"}, false, 3, []string{
+		{"too small", []string{imgXZ, small, "--yes", "--force"}, 0, 3, []string{
 			"magibake: " + small + " holds 33554432 bytes, the card needs 41943040"}},
-		{"mounted", []string{img, usedDev, "--yes"}, false, 3, []string{
+		{"mounted", []string{img, usedDev, "--yes"}, 0, 3, []string{
 			"magibake: " + usedDev + " is mounted at " + mnt + " (" + filepath.Base(usedDev) + "): unmount it first",
 			"magibake: " + usedDev + " is not a removable, USB or SD/MMC device; if it really is the card, give --force"}},
-		{"a file", []string{img, used, "--yes", "--force"}, false, 3, []string{"magibake: " + used + ": not a block device"}},
-		{"no terminal", []string{imgXZ, dev, "--force"}, false, 2, []string{
+		{"a file", []string{img, used, "--yes", "--force"}, 0, 3, []string{"magibake: " + used + ": not a block device"}},
+		{"no terminal", []string{imgXZ, dev, "--force"}, 0, 2, []string{
 			"magibake: not a terminal: pass --yes to flash " + dev + " without asking"}},
-		{"interrupted", []string{imgXZ, dev, "--yes", "--force"}, true, 130, []string{
+		{"interrupted before writing", []string{img, dev, "--yes", "--force"}, 1, 130, []string{
+			"magibake: interrupted; no output was written"}},
+		{"interrupted", []string{img, dev, "--yes", "--force"}, 4, 130, []string{
 			"magibake: interrupted: device " + dev + ": stopped before the end (context canceled); the device is incomplete and will not boot: flash it again"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,7 +140,7 @@ func TestFlash(t *testing.T) {
 	}
 
 	t.Run("yes", func(t *testing.T) {
-		code, stdout, stderr := runFlashCmd(t, noTTY, false, "flash", imgXZ, dev, "--yes", "--force")
+		code, stdout, stderr := runFlashCmd(t, noTTY, 0, "flash", imgXZ, dev, "--yes", "--force")
 		if code != 0 || !strings.HasPrefix(stdout, "flashed "+imgXZ+" onto "+dev+": ") || !strings.Contains(stdout, "read back and verified") {
 			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 		}
@@ -148,7 +153,7 @@ func TestFlash(t *testing.T) {
 		t.Run("asks/"+answer, func(t *testing.T) {
 			wipe(t, dev)
 			tty := pty(t, answer+"\n")
-			code, stdout, stderr := runFlashCmd(t, tty, false, "flash", img, dev, "--force")
+			code, stdout, stderr := runFlashCmd(t, tty, 0, "flash", img, dev, "--force")
 			for _, s := range []string{"device  " + dev + ": unknown model, 64.0 MiB\n", "card    " + img + ": node caspar, 40.0 MiB\n",
 				"Everything on " + dev + " will be lost. Type caspar or " + name + " to flash it: "} {
 				if !strings.Contains(stderr, s) {
@@ -167,6 +172,20 @@ func TestFlash(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stopAt is a context that reports itself cancelled from its left'th call
+// of Err on: an interruption at a chosen point of the work.
+type stopAt struct {
+	context.Context
+	left atomic.Int32
+}
+
+func (c *stopAt) Err() error {
+	if c.left.Add(-1) <= 0 {
+		return context.Canceled
+	}
+	return nil
 }
 
 // readBlock reads the first n bytes of dev past the page cache.

@@ -78,6 +78,9 @@ func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Re
 	if d.size < card.Size {
 		return nil, fmt.Errorf("device %s holds %d bytes, the card needs %d", dev, d.size, card.Size)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	res := &Result{}
 	// From here on the device is changed: every error says so.
 	fail := func(err error) (*Result, error) {
