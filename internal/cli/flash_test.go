@@ -21,7 +21,7 @@ import (
 // file of size bytes unless size is 0, and detaches it when the test ends.
 func flashLoop(t *testing.T, backing string, size int64) string {
 	t.Helper()
-	testkit.RequireTools(t, "losetup")
+	testkit.RequireTools(t, "losetup", "mount")
 	if os.Geteuid() != 0 {
 		t.Fatal("the flash tests attach loop devices: run them as root (as make test and CI do)")
 	}

@@ -1,6 +1,6 @@
-// Package flash checks that a device is safe to write a card to (a whole,
-// removable, unused block device big enough for the card) before
-// `magibake flash` writes it.
+// Package flash holds `magibake flash`: it checks that a device is safe to
+// write a card to (a whole, removable, unused block device big enough for
+// the card), writes the card's data onto it and reads it back; used by cli.
 package flash
 
 import (

@@ -127,6 +127,10 @@ func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Re
 	if err := unix.Fsync(fd); err != nil {
 		return fail(fmt.Errorf("device %s: sync: %w", dev, err))
 	}
+	// Let the kernel see the card's partitions now rather than after the
+	// device is plugged in again; a device without partitions (a loop
+	// device) refuses, which changes nothing.
+	unix.IoctlSetInt(fd, unix.BLKRRPART, 0)
 	return res, nil
 }
 
