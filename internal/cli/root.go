@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/magibake/magibake/internal/fault"
+	"github.com/magibake/magibake/internal/flash"
 	"github.com/magibake/magibake/internal/output"
 )
 
@@ -75,8 +76,9 @@ Reinstalling a node means reflashing its card.
 
 Exit codes: 0 success, 1 internal error (a bug: please report it), 2 usage
 error (arguments, flags), 3 bad input (profiles, overlays, base image, output
-path, disk full or read-only), 4 a check failed (check), 130 interrupted
-(SIGINT/SIGTERM; nothing written).`,
+path, disk full or read-only, a device flash refuses), 4 a check failed
+(check), 130 interrupted (SIGINT/SIGTERM; nothing written, except by flash,
+which says so).`,
 		Version:       toolVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -95,7 +97,7 @@ path, disk full or read-only), 4 a check failed (check), 130 interrupted
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory(), newCheck())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory(), newFlash(), newCheck())
 	addStandardCommands(root)
 	return root
 }
@@ -104,7 +106,11 @@ path, disk full or read-only), 4 a check failed (check), 130 interrupted
 // in this one place from the error's fault.Class: 0 success, 1 internal
 // error, 2 usage error, 3 bad input, 4 findings, 130 interrupted.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := NewRoot(stdout, stderr)
+	return run(ctx, NewRoot(stdout, stderr), args, stderr)
+}
+
+// run runs root with args and returns the exit code.
+func run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -112,7 +118,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch fault.Of(err) {
 	case fault.Interrupted:
-		if errors.Is(err, output.ErrNotTakenBack) {
+		if errors.Is(err, output.ErrNotTakenBack) || errors.Is(err, flash.ErrIncomplete) {
 			printErr(stderr, fmt.Errorf("interrupted: %w", err))
 		} else {
 			fmt.Fprintln(stderr, "magibake: interrupted; no output was written")

@@ -19,7 +19,7 @@ import (
 )
 
 // Packages is the apt-get line that installs every tool the tests use.
-const Packages = "e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core"
+const Packages = "e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core mount util-linux"
 
 // RequireTools fails the test (never skips) when a tool is missing, naming
 // the packages to install.
