@@ -22,14 +22,7 @@ import (
 	"github.com/magibake/magibake/overlays"
 )
 
-var testEnv = map[string]string{
-	"MAGIBAKE_WIFI_SSID":       "home-wifi",
-	"MAGIBAKE_WIFI_PASSPHRASE": "correct horse battery",
-	"MAGIBAKE_WIFI_COUNTRY":    "GB",
-	"MAGIBAKE_USER":            "pi",
-	"MAGIBAKE_PASSWORD_HASH":   "$6$demosalt$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1",
-	"MAGIBAKE_SSH_KEYS":        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7 owner@laptop",
-}
+var testEnv = testkit.ExampleEnv
 
 // targets are the example cluster's head and a worker, with today's plans.
 func targets(t *testing.T) (head, worker Target) {

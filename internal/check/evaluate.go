@@ -376,19 +376,13 @@ func modeOwner(op plan.Op, w []string) string {
 	return ""
 }
 
-// unixPerm renders m as stat's %a does: octal, set-id and sticky bits first.
+// unixPerm renders m as stat's %a does: octal, set-id and sticky bits
+// first, no leading zeros.
 func unixPerm(m fs.FileMode) string {
-	v := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		v |= 0o4000
+	if v := strings.TrimLeft(plan.OctalMode(m), "0"); v != "" {
+		return v
 	}
-	if m&fs.ModeSetgid != 0 {
-		v |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		v |= 0o1000
-	}
-	return strconv.FormatUint(uint64(v), 8)
+	return "0"
 }
 
 // leases lists the active leases of a dhcpd.leases file: "ADDR (NAME)".

@@ -11,20 +11,14 @@ import (
 	"testing/fstest"
 
 	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // exampleEnv gives the embedded example profiles their secrets; none of
 // them may reach an inventory.
-var exampleEnv = map[string]string{
-	"MAGIBAKE_WIFI_SSID":       "home-wifi",
-	"MAGIBAKE_WIFI_PASSPHRASE": "correct horse battery",
-	"MAGIBAKE_WIFI_COUNTRY":    "GB",
-	"MAGIBAKE_USER":            "pi",
-	"MAGIBAKE_PASSWORD_HASH":   "$6$demosalt$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1",
-	"MAGIBAKE_SSH_KEYS":        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7 owner@laptop",
-}
+var exampleEnv = testkit.ExampleEnv
 
 // labFS is a cluster with what the example lacks: home addresses, MACs, a
 // worker with a fixed address, one with a MAC only, one with neither, and

@@ -23,14 +23,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-var testEnv = map[string]string{
-	"MAGIBAKE_WIFI_SSID":       "home-wifi",
-	"MAGIBAKE_WIFI_PASSPHRASE": "correct horse battery",
-	"MAGIBAKE_WIFI_COUNTRY":    "GB",
-	"MAGIBAKE_USER":            "pi",
-	"MAGIBAKE_PASSWORD_HASH":   "$6$demosalt$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1",
-	"MAGIBAKE_SSH_KEYS":        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7 owner@laptop",
-}
+var testEnv = testkit.ExampleEnv
 
 var mtime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 

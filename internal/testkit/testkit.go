@@ -21,6 +21,18 @@ import (
 // Packages is the apt-get line that installs every tool the tests use.
 const Packages = "e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core mount util-linux"
 
+// ExampleEnv gives the embedded example profiles their secrets (test
+// values), for tests that load them with profile.Default; golden files of
+// overlay and inventory hold these values.
+var ExampleEnv = map[string]string{
+	"MAGIBAKE_WIFI_SSID":       "home-wifi",
+	"MAGIBAKE_WIFI_PASSPHRASE": "correct horse battery",
+	"MAGIBAKE_WIFI_COUNTRY":    "GB",
+	"MAGIBAKE_USER":            "pi",
+	"MAGIBAKE_PASSWORD_HASH":   "$6$demosalt$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1",
+	"MAGIBAKE_SSH_KEYS":        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMqXgRLKG73K+sIxs5oj3E2nhu/4FHxOcrmAd4Wv7ki7 owner@laptop",
+}
+
 // RequireTools fails the test (never skips) when a tool is missing, naming
 // the packages to install.
 func RequireTools(t testing.TB, tools ...string) {
