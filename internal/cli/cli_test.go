@@ -92,7 +92,7 @@ func TestBadInput(t *testing.T) {
 		{"output is base", []string{"build", "caspar", "--base", raw, "-o", raw}, []string{"is the base image"}, 3},
 		{"output dir missing", []string{"build", "caspar", "--base", raw, "-o", filepath.Join(dir, "no/such/dir/c.img")}, []string{"does not exist"}, 3},
 		{"-o with two nodes", []string{"build", "caspar", "melchior", "--base", raw, "-o", "x.img"}, []string{"--out-dir"}, 2},
-		{"no node", []string{"build"}, []string{"requires at least 1 arg"}, 2},
+		{"no node", []string{"build"}, []string{"no node given: name one or more nodes of the profiles, or --all"}, 2},
 		{"plan unknown node", []string{"plan", "gaspar"}, []string{`unknown node "gaspar"`}, 3},
 	}
 	for _, tt := range tests {

@@ -261,7 +261,7 @@ func TestBadSourceDateEpoch(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	setEnv(t)
 	for _, tc := range []reliabilityCase{
-		{name: "no node", args: []string{"build"}, want: []string{"requires at least 1 arg"}},
+		{name: "no node", args: []string{"build"}, want: []string{"no node given: name one or more nodes of the profiles, or --all"}},
 		{name: "unknown flag", args: []string{"build", "caspar", "--nope"}, want: []string{"unknown flag: --nope"}},
 		{name: "unknown command", args: []string{"bake", "caspar"}, want: []string{`unknown command "bake"`}},
 		{name: "plan with two nodes", args: []string{"plan", "caspar", "melchior"}, want: []string{"accepts 1 arg"}},
