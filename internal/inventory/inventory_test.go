@@ -99,7 +99,7 @@ func TestGolden(t *testing.T) {
 					t.Fatalf("%v (run go test ./internal/inventory -update to create it)", err)
 				}
 				if !bytes.Equal(got, want) {
-					t.Errorf("%s differs (review, then go test ./internal/inventory -update):\n%s", golden, firstDiff(string(got), string(want)))
+					t.Errorf("%s differs (review, then go test ./internal/inventory -update):\n%s", golden, testkit.FirstDiff(string(got), string(want)))
 				}
 			})
 		}
@@ -180,21 +180,4 @@ func TestINIValue(t *testing.T) {
 			t.Errorf("iniValue(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-}
-
-func firstDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	for i := 0; i < len(g) || i < len(w); i++ {
-		var a, b string
-		if i < len(g) {
-			a = g[i]
-		}
-		if i < len(w) {
-			b = w[i]
-		}
-		if a != b {
-			return fmt.Sprintf("line %d:\n got: %q\nwant: %q", i+1, a, b)
-		}
-	}
-	return ""
 }

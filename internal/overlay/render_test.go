@@ -88,27 +88,10 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run go test ./internal/overlay -update to create it)", err)
 			}
 			if !bytes.Equal(buf.Bytes(), want) {
-				t.Errorf("plan for %s differs from %s (review, then go test ./internal/overlay -update):\n%s", n.Hostname, golden, firstDiff(buf.String(), string(want)))
+				t.Errorf("plan for %s differs from %s (review, then go test ./internal/overlay -update):\n%s", n.Hostname, golden, testkit.FirstDiff(buf.String(), string(want)))
 			}
 		})
 	}
-}
-
-func firstDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	for i := 0; i < len(g) || i < len(w); i++ {
-		var a, b string
-		if i < len(g) {
-			a = g[i]
-		}
-		if i < len(w) {
-			b = w[i]
-		}
-		if a != b {
-			return fmt.Sprintf("line %d:\n got: %q\nwant: %q", i+1, a, b)
-		}
-	}
-	return ""
 }
 
 // tree writes a plan's root-partition files into a directory.

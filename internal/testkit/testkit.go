@@ -180,3 +180,22 @@ func HTreeLevels(t testing.TB, spec, dir string) int {
 	n, _ := strconv.Atoi(m[1])
 	return n
 }
+
+// FirstDiff says where two texts first differ, line by line, for golden
+// file tests; "" when they are equal.
+func FirstDiff(got, want string) string {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := 0; i < len(g) || i < len(w); i++ {
+		var a, b string
+		if i < len(g) {
+			a = g[i]
+		}
+		if i < len(w) {
+			b = w[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d:\n got: %q\nwant: %q", i+1, a, b)
+		}
+	}
+	return ""
+}
