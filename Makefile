@@ -105,7 +105,7 @@ demo: tools
 		$(GO) run ./cmd/magibake build caspar balthasar melchior --base $(DEMO)/base.img.xz --out-dir $(DEMO)/out
 	@echo
 	@echo "Cards in $(DEMO)/out (demo login: pi / raspberry, or ssh -i $(DEMO)/id_ed25519)."
-	@echo "Flash one with: sudo dd if=$(DEMO)/out/caspar.img of=/dev/sdX bs=4M conv=fsync status=progress"
+	@echo "Flash one with: sudo go run ./cmd/magibake flash $(DEMO)/out/caspar.img /dev/sdX   (or dd bs=4M conv=fsync)"
 
 fixture:
 	scripts/make-fixture-image $(DEMO)/base.img
