@@ -78,12 +78,23 @@ func (s Sources) Plan(node string, mtime time.Time) (*plan.Plan, *profile.Cluste
 	if s.Log != nil && slices.Contains(gen.Nodes(), node) {
 		fmt.Fprintf(s.Log, "note: %s has no SSH host key in %s yet: this plan shows one made for it alone; `magibake build` makes the key the node keeps\n", node, gen.Dir())
 	}
+	p, err := s.PlanWith(c, keys, node, mtime)
+	return p, c, err
+}
+
+// PlanWith renders node's plan from a cluster and host keys already
+// loaded, for a command that renders many nodes (check): the profiles and
+// the host key state are read once, not once per node.
+func (s Sources) PlanWith(c *profile.Cluster, keys hostkey.Keys, node string, mtime time.Time) (*plan.Plan, error) {
 	trees, err := s.Trees()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	p, err := overlay.Render(c, keys, node, trees, mtime)
-	return p, c, secretsOf(c, keys).Error(err)
+	if err != nil {
+		return nil, secretsOf(c, keys).Error(err)
+	}
+	return p, nil
 }
 
 // secretsOf are the secret values of every node of c, to mask in logs and

@@ -51,8 +51,8 @@ func Evaluate(t Target, f Facts) []Result {
 	j.manifest()
 	want := strings.Fields(t.HostKey)
 	got := strings.Fields(f["hostkey"])
-	j.add("host key", len(want) > 1 && len(got) > 1 && got[1] == want[1],
-		"/etc/ssh/ssh_host_ed25519_key.pub %s the baked key", map[bool]string{true: "is", false: "is not"}[len(want) > 1 && len(got) > 1 && got[1] == want[1]])
+	same := len(want) > 1 && len(got) > 1 && got[1] == want[1]
+	j.add("host key", same, "/etc/ssh/ssh_host_ed25519_key.pub %s the baked key", pick(same, "is", "is not"))
 	j.add("system", f["system"] == "running", "systemctl is-system-running: %s, want running", orNothing(f["system"]))
 	var failed []string
 	for _, l := range lines(f["failed"]) {
@@ -89,7 +89,8 @@ func (j *judge) firstBoot() {
 	ci := f["cloud-init"]
 	switch {
 	case ci == "not installed":
-		j.add("first boot", !strings.Contains(f["cmdline"], "init="), "cmdline.txt %s", map[bool]string{true: "has no init= left by the first boot", false: "still starts the first-boot init: " + f["cmdline"]}[!strings.Contains(f["cmdline"], "init=")])
+		done := !strings.Contains(f["cmdline"], "init=")
+		j.add("first boot", done, "cmdline.txt %s", pick(done, "has no init= left by the first boot", "still starts the first-boot init: "+f["cmdline"]))
 	default:
 		// cloud-init status --long: done, and no errors when it lists them.
 		ok, shown := false, []string{}
@@ -143,7 +144,8 @@ func (j *judge) head() {
 	j.rules()
 	j.add("dhcpd", f["dhcpd"] == "active", "isc-dhcp-server %s; %s", orNothing(f["dhcpd"]), leases(f["leases"]))
 	j.add("cluster route unit", f["route-unit"] == "active", "magibake-cluster-route %s", orNothing(f["route-unit"]))
-	j.add("head first boot", f["firstboot"] == "done", "/var/lib/magibake/firstboot.done %s", map[bool]string{true: "exists", false: "missing: the DHCP server and iptables may not be installed"}[f["firstboot"] == "done"])
+	done := f["firstboot"] == "done"
+	j.add("head first boot", done, "/var/lib/magibake/firstboot.done %s", pick(done, "exists", "missing: the DHCP server and iptables may not be installed"))
 }
 
 // rules checks that every rule of the planned iptables rules file is loaded
@@ -230,8 +232,13 @@ func (j *judge) worker() {
 	w := strings.Fields(firstLine(f["route-upstream"]))
 	j.add("upstream route", field(w, "via") == head.String() && field(w, "dev") == "eth0",
 		"%s goes %s, want via %s dev eth0 (through the head's NAT)", j.t.Upstream, orNothing(firstLine(f["route-upstream"])), head)
-	j.add("ping head", f["ping-head"] == "ok", "%s %s", head, map[bool]string{true: "answers", false: "does not answer"}[f["ping-head"] == "ok"])
-	j.add("upstream", f["ping-upstream"] == "ok", "%s %s", j.t.Upstream, map[bool]string{true: "answers", false: "does not answer"}[f["ping-upstream"] == "ok"])
+	for _, p := range []struct {
+		name, fact string
+		addr       netip.Addr
+	}{{"ping head", "ping-head", head}, {"upstream", "ping-upstream", j.t.Upstream}} {
+		ok := f[p.fact] == "ok"
+		j.add(p.name, ok, "%s %s", p.addr, pick(ok, "answers", "does not answer"))
+	}
 }
 
 func (j *judge) wifi() {
@@ -240,7 +247,7 @@ func (j *judge) wifi() {
 	link := f["wifi-link"]
 	joined := strings.HasPrefix(link, "Connected to") && slices.Contains(lines(link), "SSID: "+c.WiFi.SSID)
 	j.add("wifi", joined && f["wifi-state"] == "100 (connected)", "%s: %s (NetworkManager: %s)", c.Uplink,
-		map[bool]string{true: "joined the home network", false: "not joined to the home network: " + strings.Join(lines(link), "; ")}[joined], orNothing(f["wifi-state"]))
+		pick(joined, "joined the home network", "not joined to the home network: "+strings.Join(lines(link), "; ")), orNothing(f["wifi-state"]))
 	got := addrs(f["uplink"])
 	ok := got != ""
 	want := "an address"
@@ -508,4 +515,12 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// pick is yes when ok, else no: the wording of a verdict.
+func pick(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
 }

@@ -99,7 +99,7 @@ code 4 when any check fails.`,
 						"no baked SSH host key in %s: build the node's card first (check trusts only that key)", gen.Dir())})
 					continue
 				}
-				p, _, err := s.Plan(n.Hostname, mtime)
+				p, err := s.PlanWith(c, keys, n.Hostname, mtime)
 				if err != nil {
 					return fault.InputError(err)
 				}
