@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"hash/crc64"
 	"io"
+	"sync"
 
 	"github.com/ulikunitz/xz/lzma"
 
@@ -37,7 +38,7 @@ func newCheck(check byte) hash.Hash {
 	case CheckCRC32:
 		return crc32.NewIEEE()
 	case CheckCRC64:
-		return crc64.New(crc64Table)
+		return &crc64Digest{}
 	case CheckSHA256:
 		return sha256.New()
 	}
@@ -118,11 +119,15 @@ func maxFlatIn(usize int64) int64 { return usize + usize/1024 + 1<<16 }
 // hlen-byte header, in memory with internal/lzma2, and writes it to w in
 // 1 MiB pieces (the unit of the sparse writer and of cancellation).
 func decodeFlat(r io.ReaderAt, b Block, i int, hlen, compLen int64, dictCap int, sum hash.Hash, w io.Writer) error {
-	in := make([]byte, compLen)
+	inBuf, outBuf := getBuf(&flatIn, compLen), getBuf(&flatOut, b.UncompressedSize)
+	defer flatIn.Put(inBuf)
+	defer flatOut.Put(outBuf)
+	in := (*inBuf)[:compLen]
 	if _, err := r.ReadAt(in, b.Offset+hlen); err != nil {
 		return errorf("block %d: read data: %v", i, err)
 	}
-	out, n, err := lzma2.Decode(make([]byte, 0, b.UncompressedSize), in, dictCap)
+	// The capacity is the index's size: Decode never writes past it.
+	out, n, err := lzma2.Decode((*outBuf)[:0:b.UncompressedSize], in, dictCap)
 	switch {
 	case errors.Is(err, lzma2.ErrTooLong):
 		return errorf("block %d decodes to more than the %d bytes the index says", i, b.UncompressedSize)
@@ -144,6 +149,21 @@ func decodeFlat(r io.ReaderAt, b Block, i int, hlen, compLen int64, dictCap int,
 		out = out[k:]
 	}
 	return nil
+}
+
+// flatIn and flatOut keep decodeFlat's input and output buffers for the
+// next block: allocating them anew had the runtime clear 24 MiB per block
+// (7% of the time of an empty block), and they are written in full before
+// being read.
+var flatIn, flatOut sync.Pool
+
+// getBuf is a buffer of pool with room for n bytes.
+func getBuf(pool *sync.Pool, n int64) *[]byte {
+	if p, ok := pool.Get().(*[]byte); ok && int64(cap(*p)) >= n {
+		return p
+	}
+	b := make([]byte, n)
+	return &b
 }
 
 // decodeStream decodes block i with ulikunitz/xz's LZMA2 reader, a buffer
