@@ -213,9 +213,14 @@ func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Wri
 	update, end := o.progress("decompress " + filepath.Base(o.Base))
 	// The pin is checked as soon as the sha256 is known, so a wrong file
 	// never enters the cache of decompressed bases nor evicts a good one.
-	// The decompressed base's temp file goes beside the first output.
-	ib, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: filepath.Dir(jobs[0].out), CacheDir: o.CacheDir,
-		OnDemand: onDemand, Progress: update, CheckSum: checkPin})
+	// The decompressed base's temp file goes beside the last .img output,
+	// which is written into it (see adopter), or else beside the first.
+	tempDir := filepath.Dir(jobs[0].out)
+	if a := adopter(jobs); a >= 0 {
+		tempDir = filepath.Dir(jobs[a].out)
+	}
+	ib, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: tempDir, CacheDir: o.CacheDir,
+		OnDemand: onDemand, Progress: update, CheckSum: checkPin, Adoptable: adopter(jobs) >= 0})
 	end()
 	if err != nil {
 		return nil, fault.InputError(err)
@@ -252,6 +257,19 @@ func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Wri
 	return &base{Base: ib, layout: layout, pinned: pin != ""}, nil
 }
 
+// adopter is the job whose card takes over a decompressed base's temp
+// file (image.Base.Adopt), so that a first build writes the base's bytes
+// once: the last .img output, baked after every other card has read the
+// base. -1 if there is none.
+func adopter(jobs []job) int {
+	for i := len(jobs) - 1; i >= 0; i-- {
+		if f, _ := output.FormatOf(jobs[i].out); f == output.Raw {
+			return i
+		}
+	}
+	return -1
+}
+
 // markVerified leaves the cache's marker that every block of an .img.xz
 // read on demand has been checked: the changed ones when the bake read
 // them, the copied ones decoded in the read-back of the .img.xz (not
@@ -275,8 +293,9 @@ func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, lo
 		}
 	}()
 	info := manifest.Info{Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
-	for _, j := range jobs {
-		s, err := bakeOne(ctx, o, b, j, info, log)
+	last := adopter(jobs)
+	for i, j := range jobs {
+		s, err := bakeOne(ctx, o, b, j, info, i == last, log)
 		if err != nil {
 			return staged, err
 		}
@@ -285,7 +304,7 @@ func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, lo
 	return staged, nil
 }
 
-func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info, log io.Writer) (*output.Staged, error) {
+func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info, adopt bool, log io.Writer) (*output.Staged, error) {
 	start := time.Now()
 	dev := image.NewDevice(b, b.Size())
 	m, err := bake.Apply(ctx, dev, b.layout, j.plan, info)
@@ -311,7 +330,7 @@ func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info,
 		reuse = &output.Reuse{File: file, Index: idx, Untouched: dev.Untouched, Trusted: b.Verified || b.pinned}
 	}
 	update, end := o.progress("write " + filepath.Base(j.out))
-	s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, output.Options{Reuse: reuse, Progress: update})
+	s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, output.Options{Reuse: reuse, Progress: update, Adopt: adopt})
 	end()
 	if err != nil {
 		return nil, fault.HostOrInternal(fmt.Errorf("bake %s: %w", j.plan.Node, err))

@@ -59,6 +59,10 @@ type Base struct {
 	size   int64
 	temp   string // temp file to delete on Close
 	lock   *tempfile.Lock
+	fill   *fill // the cache entry being made from temp, or nil
+	// adopted says a card took over temp (Adopt): it is no longer the base's.
+	adopted bool
+	hashed  bool // the .img.xz was hashed by this open (not a remembered sum)
 }
 
 // TempPattern matches the names of the temp files bases are decompressed
@@ -87,6 +91,10 @@ type Options struct {
 	// bake leaves alone (see XZ), and for inspect, which reads a few blocks
 	// (the whole file is still read once, to hash it).
 	OnDemand bool
+	// Adoptable decompresses an .img.xz that is not in the cache into
+	// TempDir even with a CacheDir, for the last card to be written into
+	// (Adopt); the cache is filled from it alongside.
+	Adoptable bool
 }
 
 // maxOnDemandBlock is the largest block OnDemand reads on demand: the
@@ -154,6 +162,13 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 			b.xzFile, b.xz = f, idx
 		}
 	}()
+	if o.CacheDir != "" && o.Adoptable && !o.OnDemand {
+		b, err = decompressAdoptable(ctx, f, x, fileSize, path, o)
+		if b != nil && (b.Cached || !b.hashed) {
+			idx = nil // see cachedSum: its blocks are not offered for copying
+		}
+		return b, err
+	}
 	var sum string
 	if o.CacheDir != "" || o.OnDemand && idx != nil {
 		if o.CacheDir != "" && !o.OnDemand {
@@ -197,6 +212,81 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "", o.Progress)
 	}
 	return b, err
+}
+
+// decompressAdoptable opens the .img.xz f from the cache when its sum is
+// remembered and the entry is there; otherwise it decompresses f into
+// o.TempDir, hashing it alongside rather than first (the sum names the
+// entry, and hashing 800 MB took 0.6 s before decoding could start), and
+// fills the cache from it (see fill). A file whose identity changed while
+// its bytes did not is decompressed again: the hash comes too late to find
+// its entry.
+func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fileSize int64, path string, o Options) (*Base, error) {
+	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("base %s: decompressed-base cache: %w (--no-cache decompresses beside the output instead)", path, err)
+	}
+	sum, remembered := rememberedSum(f, path, o.CacheDir)
+	if remembered {
+		if o.CheckSum != nil {
+			if err := o.CheckSum(sum); err != nil {
+				return nil, err
+			}
+		}
+		if b := openEntry(x, path, sum, entryPath(o.CacheDir, sum)); b != nil {
+			return b, nil
+		}
+	}
+	b, err := decompressAny(ctx, f, fileSize, path, o.TempDir, sum, o.Progress)
+	if err != nil {
+		return nil, err
+	}
+	if !remembered {
+		b.hashed = true
+		if o.CheckSum != nil {
+			if err := o.CheckSum(b.SHA256); err != nil {
+				b.Close()
+				return nil, err
+			}
+		}
+		rememberSum(f, path, o.CacheDir, b.SHA256)
+	}
+	if _, err := os.Stat(entryPath(o.CacheDir, b.SHA256)); err != nil {
+		b.fill = startFill(ctx, b.temp, b.size, o.CacheDir, b.SHA256)
+	}
+	return b, nil
+}
+
+// Adopt hands the decompressed temp file over to the card that will be
+// written into it (output.Adopter), if the file is in dir; changed are
+// the ranges the card will change, whose original bytes the cache entry
+// being filled from the file keeps. The base cannot be read afterwards.
+func (b *Base) Adopt(dir string, changed [][2]int64) (*os.File, *tempfile.Lock, bool) {
+	if b.temp == "" || b.file == nil || !sameDir(filepath.Dir(b.temp), dir) {
+		return nil, nil, false
+	}
+	if b.fill != nil {
+		if err := b.fill.keep(b.file, changed); err != nil {
+			b.fill.finish(false)
+			b.fill = nil
+		}
+	}
+	f, lock := b.file, b.lock
+	b.raw, b.file, b.temp, b.lock, b.adopted = adoptedBase{}, nil, "", nil, true
+	return f, lock, true
+}
+
+// adoptedBase is what an adopted base reads: nothing.
+type adoptedBase struct{}
+
+func (adoptedBase) ReadAt([]byte, int64) (int, error) {
+	return 0, errors.New("the decompressed base was taken over by a card")
+}
+
+// sameDir says whether a and b name the same directory.
+func sameDir(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 func maxBlock(idx *xzblocks.Index) int64 {
@@ -411,6 +501,11 @@ func (b *Base) ReadAt(p []byte, off int64) (int, error) { return b.raw.ReadAt(p,
 // Close releases the base and deletes the decompressed temp file, if any.
 func (b *Base) Close() error {
 	var err error
+	if b.fill != nil {
+		// The entry's failure only costs the next build its time.
+		b.fill.finish(b.adopted)
+		b.fill = nil
+	}
 	for _, f := range []*os.File{b.file, b.xzFile} {
 		if f != nil {
 			err = errors.Join(err, f.Close())

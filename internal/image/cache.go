@@ -100,29 +100,46 @@ func statKey(f *os.File, path string) string {
 // cachedSum is hashFile through the remembered sums of cacheDir;
 // remembered says the file was not read.
 func cachedSum(ctx context.Context, f *os.File, path, cacheDir string) (sum string, remembered bool, err error) {
-	key := statKey(f, path)
-	if key != "" {
-		p := filepath.Join(cacheDir, key+sumSuffix)
-		if b, err := os.ReadFile(p); err == nil && len(b) == 64 {
-			if _, err := hex.DecodeString(string(b)); err == nil {
-				now := time.Now()
-				os.Chtimes(p, now, now) // most recently used, for evict
-				return string(b), true, nil
-			}
-		}
+	if sum, ok := rememberedSum(f, path, cacheDir); ok {
+		return sum, true, nil
 	}
-	sum, err = hashFile(ctx, f)
-	if err != nil || key == "" {
-		return sum, false, err
+	if sum, err = hashFile(ctx, f); err != nil {
+		return "", false, err
 	}
-	if os.MkdirAll(cacheDir, 0o755) == nil {
-		p := filepath.Join(cacheDir, key+sumSuffix)
-		tmp := p + ".tmp"
-		if os.WriteFile(tmp, []byte(sum), 0o644) == nil && os.Rename(tmp, p) == nil {
-			evict(cacheDir, p)
-		}
-	}
+	rememberSum(f, path, cacheDir, sum)
 	return sum, false, nil
+}
+
+// rememberedSum is the sum cacheDir remembers for f, if any.
+func rememberedSum(f *os.File, path, cacheDir string) (string, bool) {
+	key := statKey(f, path)
+	if key == "" {
+		return "", false
+	}
+	p := filepath.Join(cacheDir, key+sumSuffix)
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) != 64 {
+		return "", false
+	}
+	if _, err := hex.DecodeString(string(b)); err != nil {
+		return "", false
+	}
+	now := time.Now()
+	os.Chtimes(p, now, now) // most recently used, for evict
+	return string(b), true
+}
+
+// rememberSum records sum, just computed from f's bytes, for f's identity.
+func rememberSum(f *os.File, path, cacheDir, sum string) {
+	key := statKey(f, path)
+	if key == "" || os.MkdirAll(cacheDir, 0o755) != nil {
+		return
+	}
+	p := filepath.Join(cacheDir, key+sumSuffix)
+	tmp := p + ".tmp"
+	if os.WriteFile(tmp, []byte(sum), 0o644) == nil && os.Rename(tmp, p) == nil {
+		evict(cacheDir, p)
+	}
 }
 
 // entryPath is where the cache keeps the .img.xz whose sha256 is sum.

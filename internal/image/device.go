@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/diskfs/go-diskfs/backend"
+
+	"github.com/magibake/magibake/internal/tempfile"
 )
 
 // PageSize is the granularity of the copy-on-write layer. 4 KiB matches the
@@ -258,3 +260,15 @@ func (i deviceInfo) Mode() fs.FileMode  { return 0o644 }
 func (i deviceInfo) ModTime() time.Time { return time.Time{} }
 func (i deviceInfo) IsDir() bool        { return false }
 func (i deviceInfo) Sys() any           { return nil }
+
+// Adopt hands the base's decompressed temp file over to the card written
+// from this device (see Base.Adopt and output.Adopter), when the base is
+// such a file in dir. The device cannot read its base afterwards.
+func (d *Device) Adopt(dir string) (*os.File, *tempfile.Lock, bool) {
+	if b, ok := d.base.(interface {
+		Adopt(dir string, changed [][2]int64) (*os.File, *tempfile.Lock, bool)
+	}); ok {
+		return b.Adopt(dir, d.Changed())
+	}
+	return nil, nil, false
+}

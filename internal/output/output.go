@@ -11,8 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
+	"github.com/magibake/magibake/internal/extents"
 	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/internal/zeros"
 )
@@ -57,6 +57,9 @@ type Options struct {
 	// Progress, if set, is told how many bytes of the card have been
 	// written (total: its size), from one goroutine at a time.
 	Progress func(done, total int64)
+	// Adopt lets an .img card take over its base file (see Adopter): for
+	// the last card a build writes, when no other card needs the base.
+	Adopt bool
 }
 
 // progress reports done of total to o.Progress, if any.
@@ -92,12 +95,22 @@ func Stage(ctx context.Context, path string, src io.ReaderAt, size int64, check 
 			return encodeXZ(ctx, w, src, size, o.Reuse, o.progress)
 		})
 	}
-	tmp, lock, err := createTemp(path)
-	if err != nil {
-		return nil, err
+	var tmp *os.File
+	var lock *tempfile.Lock
+	adopted := false
+	if a, ok := src.(Adopter); ok && o.Adopt {
+		tmp, lock, adopted = a.Adopt(filepath.Dir(path))
+	}
+	if !adopted {
+		if tmp, lock, err = createTemp(path); err != nil {
+			return nil, err
+		}
 	}
 	defer discardOnError(&err, tmp, lock)
-	if l, ok := src.(Layered); ok && l.BaseFile() != nil {
+	if l, ok := src.(Layered); ok && adopted {
+		err = writeChanged(tmp, l, src, size)
+		o.progress(size, size)
+	} else if ok && l.BaseFile() != nil {
 		err = copyLayered(ctx, tmp, l, src, size, o.progress)
 	} else {
 		err = copySparse(ctx, tmp, src, size, o.progress)
@@ -159,59 +172,34 @@ type Layered interface {
 	Changed() [][2]int64
 }
 
-// lseek whence values for the data and holes of a sparse file (Linux).
-const (
-	seekData = 3
-	seekHole = 4
-)
+// Adopter is a Layered card whose base file is a temp file decompressed
+// for this build, which the last card may take over: the card is then
+// written where the base's bytes already are, and only the changed ranges
+// are written again.
+type Adopter interface {
+	Layered
+	// Adopt hands over the base file, locked as in use, if it is a temp
+	// file in dir (the same directory, so that the rename is atomic);
+	// ok false otherwise. The card is its only reader afterwards.
+	Adopt(dir string) (f *os.File, lock *tempfile.Lock, ok bool)
+}
 
 // copyLayered writes the card l (read through src) to tmp as described at
 // Layered. A filesystem that cannot list holes gets copySparse.
 func copyLayered(ctx context.Context, tmp *os.File, l Layered, src io.ReaderAt, size int64, progress func(done, total int64)) error {
-	f := l.BaseFile()
-	if _, err := f.Seek(0, seekData); err != nil && !errors.Is(err, syscall.ENXIO) {
+	err := extents.Copy(ctx, tmp, l.BaseFile(), size, func(done int64) { progress(done, size) })
+	if errors.Is(err, extents.ErrNoHoles) {
 		return copySparse(ctx, tmp, src, size, progress)
 	}
-	for off := int64(0); off < size; {
-		start, err := f.Seek(off, seekData)
-		if errors.Is(err, syscall.ENXIO) {
-			break // no data after off
-		}
-		if err != nil {
-			return fmt.Errorf("find data in the base: %w", err)
-		}
-		if start >= size {
-			break
-		}
-		end, err := f.Seek(start, seekHole)
-		if err != nil {
-			return fmt.Errorf("find holes in the base: %w", err)
-		}
-		end = min(end, size)
-		for p := start; p < end; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := min(end-p, 64<<20) // a piece at a time, to notice Ctrl-C
-			if _, err := f.Seek(p, io.SeekStart); err != nil {
-				return err
-			}
-			if _, err := tmp.Seek(p, io.SeekStart); err != nil {
-				return err
-			}
-			w, err := tmp.ReadFrom(io.LimitReader(f, n))
-			if err == nil && w != n {
-				err = fmt.Errorf("copied %d of %d bytes of the base at %d", w, n, p)
-			}
-			if err != nil {
-				return err
-			}
-			p += n
-			progress(p, size)
-		}
-		off = end
+	if err != nil {
+		return err
 	}
-	progress(size, size)
+	return writeChanged(tmp, l, src, size)
+}
+
+// writeChanged writes the ranges of l that the bake changed, read through
+// src, into tmp, which holds l's base.
+func writeChanged(tmp *os.File, l Layered, src io.ReaderAt, size int64) error {
 	var buf []byte
 	for _, r := range l.Changed() {
 		n := int(min(r[1], size) - r[0])
