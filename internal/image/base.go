@@ -209,7 +209,7 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 	if o.CacheDir != "" {
 		b, err = decompressCached(ctx, f, fileSize, path, sum, o.CacheDir, o.Progress)
 	} else {
-		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "", o.Progress)
+		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "", "", o.Progress)
 	}
 	return b, err
 }
@@ -236,7 +236,7 @@ func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fi
 			return b, nil
 		}
 	}
-	b, err := decompressAny(ctx, f, fileSize, path, o.TempDir, sum, o.Progress)
+	b, err := decompressAny(ctx, f, fileSize, path, o.TempDir, sum, o.CacheDir, o.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -250,25 +250,29 @@ func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fi
 		}
 		rememberSum(f, path, o.CacheDir, b.SHA256)
 	}
-	if _, err := os.Stat(entryPath(o.CacheDir, b.SHA256)); err != nil {
-		b.fill = startFill(ctx, b.temp, b.size, o.CacheDir, b.SHA256)
+	written := b.fill != nil
+	if !written {
+		// Decompressed by streaming: the entry is copied afterwards.
+		b.fill, _ = newFill(o.CacheDir, b.file)
+	}
+	if b.fill != nil {
+		if _, err := os.Stat(entryPath(o.CacheDir, b.SHA256)); err == nil {
+			b.fill.discard() // there already, under another identity of the file
+			b.fill = nil
+		} else {
+			b.fill.complete(b.file, b.size, written, b.SHA256, o.CacheDir)
+		}
 	}
 	return b, nil
 }
 
 // Adopt hands the decompressed temp file over to the card that will be
-// written into it (output.Adopter), if the file is in dir; changed are
-// the ranges the card will change, whose original bytes the cache entry
-// being filled from the file keeps. The base cannot be read afterwards.
-func (b *Base) Adopt(dir string, changed [][2]int64) (*os.File, *tempfile.Lock, bool) {
+// written into it (output.Adopter), if the file is in dir. A cache entry
+// made from it is complete by then (see fill). The base cannot be read
+// afterwards.
+func (b *Base) Adopt(dir string) (*os.File, *tempfile.Lock, bool) {
 	if b.temp == "" || b.file == nil || !sameDir(filepath.Dir(b.temp), dir) {
 		return nil, nil, false
-	}
-	if b.fill != nil {
-		if err := b.fill.keep(b.file, changed); err != nil {
-			b.fill.finish(false)
-			b.fill = nil
-		}
 	}
 	f, lock := b.file, b.lock
 	b.raw, b.file, b.temp, b.lock, b.adopted = adoptedBase{}, nil, "", nil, true
@@ -315,9 +319,9 @@ func hashFile(ctx context.Context, f *os.File) (string, error) {
 // decompressAny decompresses the .img.xz f into a temp file in dir, in
 // parallel when it has several blocks. sum, when known, is the file's
 // sha256 and is not computed again.
-func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, sum string, progress func(done, total int64)) (*Base, error) {
+func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, sum, cacheDir string, progress func(done, total int64)) (*Base, error) {
 	in := &counter{r: f, total: fileSize, fn: progress}
-	if b, ok, err := decompressParallel(ctx, f, in, fileSize, path, dir, sum); ok {
+	if b, ok, err := decompressParallel(ctx, f, in, fileSize, path, dir, sum, cacheDir); ok {
 		return b, err
 	}
 	in.n.Store(0)
@@ -345,7 +349,7 @@ func (c *counter) ReadAt(p []byte, off int64) (int, error) {
 // reports ok=false (and leaves nothing behind) when the file has a single
 // block or its index cannot be read: streaming then does the work and names
 // the damage (truncated, trailing data) as it always has.
-func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSize int64, path, tempDir, knownSum string) (*Base, bool, error) {
+func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSize int64, path, tempDir, knownSum, cacheDir string) (*Base, bool, error) {
 	x, err := xzblocks.Open(in, fileSize)
 	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
 		return nil, false, nil
@@ -355,6 +359,10 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 		return nil, true, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
 	}
 	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name(), lock: lock}
+	if cacheDir != "" {
+		// No entry, no cache this time: the build goes on.
+		b.fill, _ = newFill(cacheDir, tmp)
+	}
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	sum := make(chan error, 1)
@@ -366,7 +374,7 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 		}
 		sum <- err
 	}()
-	err = x.DecodeTo(ctx, tmp, 0, true)
+	err = x.DecodeTo(ctx, teeWriter{base: tmp, entry: b.fill}, 0, true)
 	if err == nil {
 		err = tmp.Truncate(x.Size())
 	}
@@ -503,7 +511,7 @@ func (b *Base) Close() error {
 	var err error
 	if b.fill != nil {
 		// The entry's failure only costs the next build its time.
-		b.fill.finish(b.adopted)
+		b.fill.wait()
 		b.fill = nil
 	}
 	for _, f := range []*os.File{b.file, b.xzFile} {

@@ -152,7 +152,7 @@ func decompressCached(ctx context.Context, f *os.File, fileSize int64, path, sum
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("base %s: decompressed-base cache: %w (--no-cache decompresses beside the output instead)", path, err)
 	}
-	b, err := decompressAny(ctx, f, fileSize, path, cacheDir, sum, progress)
+	b, err := decompressAny(ctx, f, fileSize, path, cacheDir, sum, "", progress)
 	if err != nil {
 		if strings.Contains(err.Error(), "decompress into "+cacheDir) {
 			err = fmt.Errorf("%w (--no-cache decompresses beside the output instead)", err)

@@ -266,9 +266,9 @@ func (i deviceInfo) Sys() any           { return nil }
 // such a file in dir. The device cannot read its base afterwards.
 func (d *Device) Adopt(dir string) (*os.File, *tempfile.Lock, bool) {
 	if b, ok := d.base.(interface {
-		Adopt(dir string, changed [][2]int64) (*os.File, *tempfile.Lock, bool)
+		Adopt(dir string) (*os.File, *tempfile.Lock, bool)
 	}); ok {
-		return b.Adopt(dir, d.Changed())
+		return b.Adopt(dir)
 	}
 	return nil, nil, false
 }
