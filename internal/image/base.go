@@ -60,9 +60,7 @@ type Base struct {
 	temp   string // temp file to delete on Close
 	lock   *tempfile.Lock
 	fill   *fill // the cache entry being made from temp, or nil
-	// adopted says a card took over temp (Adopt): it is no longer the base's.
-	adopted bool
-	hashed  bool // the .img.xz was hashed by this open (not a remembered sum)
+	hashed bool  // the .img.xz was hashed by this open (not a remembered sum)
 }
 
 // TempPattern matches the names of the temp files bases are decompressed
@@ -275,7 +273,7 @@ func (b *Base) Adopt(dir string) (*os.File, *tempfile.Lock, bool) {
 		return nil, nil, false
 	}
 	f, lock := b.file, b.lock
-	b.raw, b.file, b.temp, b.lock, b.adopted = adoptedBase{}, nil, "", nil, true
+	b.raw, b.file, b.temp, b.lock = adoptedBase{}, nil, "", nil
 	return f, lock, true
 }
 
