@@ -258,7 +258,7 @@ func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fi
 			b.fill.discard() // there already, under another identity of the file
 			b.fill = nil
 		} else {
-			b.fill.complete(b.file, b.size, written, b.SHA256, o.CacheDir)
+			b.fill.complete(ctx, b.file, b.size, written, b.SHA256, o.CacheDir)
 		}
 	}
 	return b, nil

@@ -54,7 +54,7 @@ func newFill(cacheDir string, temp *os.File) (*fill, error) {
 // a clone, or a copy when the base was not written alongside (written
 // false: a single-block .img.xz, decompressed by streaming). It then syncs
 // and renames the entry to sum's place in the background; wait waits.
-func (fl *fill) complete(temp *os.File, size int64, written bool, sum, cacheDir string) {
+func (fl *fill) complete(ctx context.Context, temp *os.File, size int64, written bool, sum, cacheDir string) {
 	fl.done = make(chan struct{})
 	var err error
 	switch {
@@ -63,7 +63,7 @@ func (fl *fill) complete(temp *os.File, size int64, written bool, sum, cacheDir 
 	case fl.reflink:
 		err = extents.Clone(fl.f, temp)
 	case !written:
-		err = extents.Copy(context.Background(), fl.f, temp, size, nil)
+		err = extents.Copy(ctx, fl.f, temp, size, nil)
 	}
 	if err == nil {
 		err = fl.f.Truncate(size)
