@@ -3,8 +3,8 @@
 # apt-get when run as root, or stop and print the apt-get line otherwise.
 
 GO            ?= go
-APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core mount util-linux qemu-user-static
-TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz zstd sfdisk iptables-restore systemd-analyze ssh-keygen shellcheck visudo ansible-inventory losetup blkdiscard mount qemu-arm-static
+APT_PACKAGES  := e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core mount util-linux qemu-user-static btrfs-progs
+TOOLS         := e2fsck debugfs dumpe2fs mkfs.ext4 mkfs.vfat fsck.fat mcopy mtype mdir dhcpd xz zstd sfdisk iptables-restore systemd-analyze ssh-keygen shellcheck visudo ansible-inventory losetup blkdiscard mount qemu-arm-static mkfs.btrfs
 # The emulated cluster (make e2e): an arm64 rootfs built under qemu-user, three
 # guests under qemu-system-aarch64 in a network namespace.
 E2E_APT_PACKAGES := qemu-system-arm qemu-utils qemu-user-static binfmt-support mmdebstrap arch-test iproute2 openssl ca-certificates dnsmasq-base

@@ -52,11 +52,9 @@ syncs and says so: the device is then incomplete and must be flashed again.`,
 
 func runFlash(cmd *cobra.Command, host flash.Host, cardPath, dev string, yes, force bool) error {
 	ctx, stderr := cmd.Context(), cmd.ErrOrStderr()
-	card, err := flash.OpenCard(ctx, cardPath, os.TempDir())
-	if err != nil {
-		return fault.InputError(err)
-	}
-	defer card.Close()
+	// The device first: nothing is decompressed or read from the card
+	// before the device is known to be safe to write and not to hold the
+	// card.
 	target, err := host.Inspect(dev)
 	if err != nil {
 		var pe *fs.PathError
@@ -65,12 +63,16 @@ func runFlash(cmd *cobra.Command, host flash.Host, cardPath, dev string, yes, fo
 		}
 		return fault.InputError(err)
 	}
-	problems, err := host.Problems(target, card.Size, force)
-	if err != nil {
-		return fault.InputError(fmt.Errorf("device %s: %w", dev, err))
+	if err := refusals(host, target, 0, force, flash.Reads(cardPath, os.TempDir())); err != nil {
+		return err
 	}
-	if len(problems) > 0 {
-		return fault.InputError(errors.New(strings.Join(problems, "\n")))
+	card, err := flash.OpenCard(ctx, cardPath, os.TempDir())
+	if err != nil {
+		return fault.InputError(err)
+	}
+	defer card.Close()
+	if err := refusals(host, target, card.Size, force, card.Reads()); err != nil {
+		return err
 	}
 	if !yes {
 		if err := confirm(ctx, cmd.InOrStdin(), stderr, card, target); err != nil {
@@ -94,19 +96,31 @@ func runFlash(cmd *cobra.Command, host flash.Host, cardPath, dev string, yes, fo
 			update(done, total)
 		}
 	}
-	res, err := flash.Write(ctx, card, target.Path, o)
+	res, err := host.Write(ctx, card, target, force, o)
 	if end != nil {
 		end()
 	}
 	if err != nil {
 		return fault.InputError(err)
 	}
-	how := "zero runs skipped after a discard"
+	how := fmt.Sprintf("zero runs skipped after a discard; %s of them sampled back as zero", bytesize.Format(res.Samples))
 	if !res.Discarded {
 		how = "zero runs written too: " + res.Why
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "flashed %s onto %s: %s of %s written (%s), read back and verified\n",
 		cardPath, target.Path, bytesize.Format(res.Written), bytesize.Format(card.Size), how)
+	return nil
+}
+
+// refusals is every reason not to write the card to t, as one error.
+func refusals(host flash.Host, t *flash.Target, size int64, force bool, reads []flash.Read) error {
+	problems, err := host.Problems(t, size, force, reads)
+	if err != nil {
+		return fault.InputError(fmt.Errorf("device %s: %w", t.Path, err))
+	}
+	if len(problems) > 0 {
+		return fault.InputError(errors.New(strings.Join(problems, "\n")))
+	}
 	return nil
 }
 

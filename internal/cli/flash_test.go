@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/magibake/magibake/internal/flash"
 	"github.com/magibake/magibake/internal/testkit"
 )
 
@@ -240,4 +242,108 @@ func pty(t *testing.T, typed string) *os.File {
 	// Drain the echo, so the terminal never blocks writing it.
 	go io.Copy(io.Discard, master)
 	return tty
+}
+
+// TestFlashHoldsCard refuses, on real loop devices, every device that holds
+// what flash would read: the card's own file as the device, the card on a
+// file system of the device (directly, through a loop device over a file on
+// it, and on a btrfs), and the temp directory an .img.zst is decompressed
+// into. The refusals come before the card is opened or decompressed, and
+// the card is never changed.
+func TestFlashHoldsCard(t *testing.T) {
+	testkit.RequireTools(t, "mkfs.btrfs")
+	dir := t.TempDir()
+	img, _ := flashCard(t, dir)
+	sum := func(p string) [32]byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sha256.Sum256(b)
+	}
+	// mounted makes a file system of type fs in a new file, attaches a loop
+	// device over it and mounts it; it returns the device and mount point.
+	mounted := func(backing, fs string, size int64, mkfs ...string) (string, string) {
+		if err := os.WriteFile(backing, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(backing, size); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Run(t, mkfs[0], append(mkfs[1:], backing)...)
+		dev := flashLoop(t, backing, 0)
+		mnt := t.TempDir()
+		testkit.Run(t, "mount", "-t", fs, dev, mnt)
+		t.Cleanup(func() { testkit.Run(t, "umount", mnt) })
+		return dev, mnt
+	}
+	copyTo := func(mnt string) string {
+		p := filepath.Join(mnt, "caspar.img")
+		testkit.Run(t, "cp", img, p)
+		return p
+	}
+	stick, stickMnt := mounted(filepath.Join(dir, "stick.ext4"), "ext4", 200<<20, "mkfs.ext4", "-q")
+	onStick := copyTo(stickMnt)
+	// A loop device over a file on the stick, holding a file system with
+	// the card in it.
+	inner, innerMnt := mounted(filepath.Join(stickMnt, "inner.ext4"), "ext4", 100<<20, "mkfs.ext4", "-q")
+	onInner := copyTo(innerMnt)
+	btrfs, btrfsMnt := mounted(filepath.Join(dir, "stick.btrfs"), "btrfs", 200<<20, "mkfs.btrfs", "-q")
+	onBtrfs := copyTo(btrfsMnt)
+	self := filepath.Join(dir, "self.img")
+	testkit.Run(t, "cp", img, self)
+	selfDev := flashLoop(t, self, 0)
+	// A corrupt .img.zst: decompressing it would fail, so a refusal proves
+	// flash did not decompress first.
+	badZst := filepath.Join(dir, "bad.img.zst")
+	if err := os.WriteFile(badZst, append([]byte{0x28, 0xb5, 0x2f, 0xfd}, bytes.Repeat([]byte{0xff}, 64)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notRemovable := func(dev string) string {
+		return "magibake: " + dev + " is not a removable, USB or SD/MMC device; if it really is the card, give --force"
+	}
+	base := filepath.Base
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		tmpdir string
+		stderr []string
+	}{
+		{"loop over the card", []string{self, selfDev, "--yes"}, "", []string{
+			"magibake: " + selfDev + " is a loop device over the card " + self + " itself (" + base(selfDev) + "): writing it would destroy what flash is reading",
+			notRemovable(selfDev)}},
+		{"card on the device", []string{onStick, stick, "--yes", "--force"}, "", []string{
+			"magibake: " + stick + " holds the card " + onStick + " (on " + base(stick) + "): writing it would destroy what flash is reading; copy it to another disk first",
+			"magibake: " + stick + " is mounted at " + stickMnt + " (" + base(stick) + "): unmount it first",
+			"magibake: " + stick + " is mounted at " + innerMnt + " (" + base(inner) + "): unmount it first"}},
+		{"card on a loop device over a file on the device", []string{onInner, stick, "--yes", "--force"}, "", []string{
+			"magibake: " + stick + " holds the card " + onInner + " (on " + base(inner) + "): writing it would destroy what flash is reading; copy it to another disk first",
+			"magibake: " + stick + " is mounted at " + stickMnt + " (" + base(stick) + "): unmount it first",
+			"magibake: " + stick + " is mounted at " + innerMnt + " (" + base(inner) + "): unmount it first"}},
+		{"card on a btrfs", []string{onBtrfs, btrfs, "--yes", "--force"}, "", []string{
+			"magibake: " + btrfs + " holds the card " + onBtrfs + " (on " + base(btrfs) + "): writing it would destroy what flash is reading; copy it to another disk first",
+			"magibake: " + btrfs + " is mounted at " + btrfsMnt + " (" + base(btrfs) + "): unmount it first"}},
+		{"temp directory on the device", []string{badZst, stick, "--yes", "--force"}, stickMnt, []string{
+			"magibake: " + stick + " holds the temp directory " + stickMnt + " (on " + base(stick) + "): writing it would destroy what flash is reading; copy it to another disk first",
+			"magibake: " + stick + " is mounted at " + stickMnt + " (" + base(stick) + "): unmount it first",
+			"magibake: " + stick + " is mounted at " + innerMnt + " (" + base(inner) + "): unmount it first"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.tmpdir != "" {
+				t.Setenv("TMPDIR", tc.tmpdir)
+			}
+			card := tc.args[0]
+			before := sum(card)
+			code, _, stderr := runFlashCmd(t, strings.NewReader(""), 0, append([]string{"flash"}, tc.args...)...)
+			if code != 3 || stderr != strings.Join(tc.stderr, "\n")+"\n" {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 3, stderr:\n%s", code, stderr, strings.Join(tc.stderr, "\n"))
+			}
+			if sum(card) != before {
+				t.Errorf("%s changed", card)
+			}
+			if left, _ := filepath.Glob(filepath.Join(tc.tmpdir, flash.TempPattern)); tc.tmpdir != "" && len(left) > 0 {
+				t.Errorf("decompressed before refusing: %v", left)
+			}
+		})
+	}
 }

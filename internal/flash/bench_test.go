@@ -39,7 +39,7 @@ func BenchmarkFlash(b *testing.B) {
 				start := time.Now()
 				c, err := OpenCard(context.Background(), card, b.TempDir())
 				must(b, err)
-				res, err := Write(context.Background(), c, dev, Options{})
+				res, err := flashTo(context.Background(), b, c, dev, Options{}, hooks{})
 				must(b, err)
 				c.Close()
 				flashTime += time.Since(start)

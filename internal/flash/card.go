@@ -53,11 +53,27 @@ type Card struct {
 	// its decompressed temp file.
 	Image string
 
-	file *os.File // the raw disk: the .img or the .img.zst's temp file
-	xz   *xzblocks.Reader
-	xzf  *os.File
-	temp string
-	lock *tempfile.Lock
+	file    *os.File // the raw disk: the .img or the .img.zst's temp file
+	xz      *xzblocks.Reader
+	xzf     *os.File
+	temp    string
+	tempDir string
+	lock    *tempfile.Lock
+}
+
+// Reads are the files and directories flash reads to write the card at
+// path, before it is opened: a device holding any of them is refused.
+func Reads(path, tempDir string) []Read {
+	return []Read{{Path: path, What: "the card"}, {Path: tempDir, What: "the temp directory"}}
+}
+
+// Reads are the files and directories flash reads to write c.
+func (c *Card) Reads() []Read {
+	out := Reads(c.Path, c.tempDir)
+	if c.temp != "" {
+		out = append(out, Read{Path: c.temp, What: "the card's decompressed copy"})
+	}
+	return out
 }
 
 // OpenCard opens an .img, .img.xz or .img.zst, recognised by its content.
@@ -91,7 +107,7 @@ func OpenCard(ctx context.Context, path, tempDir string) (_ *Card, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("card %s: %w", path, err)
 		}
-		return &Card{Path: path, Image: path, Size: x.Size(), xz: x, xzf: f}, nil
+		return &Card{Path: path, Image: path, Size: x.Size(), xz: x, xzf: f, tempDir: tempDir}, nil
 	case bytes.HasPrefix(head, zstdMagic):
 		c, err := decompressZstd(ctx, f, path, tempDir)
 		f.Close()
@@ -102,7 +118,7 @@ func OpenCard(ctx context.Context, path, tempDir string) (_ *Card, err error) {
 	if st.Size() == 0 {
 		return nil, fmt.Errorf("card %s: empty file", path)
 	}
-	return &Card{Path: path, Image: path, Size: st.Size(), file: f}, nil
+	return &Card{Path: path, Image: path, Size: st.Size(), file: f, tempDir: tempDir}, nil
 }
 
 // decompressZstd decodes the .img.zst f into a sparse temp file.
@@ -111,7 +127,7 @@ func decompressZstd(ctx context.Context, f *os.File, path, tempDir string) (_ *C
 	if err != nil {
 		return nil, fmt.Errorf("card %s: temp file to decompress into: %w", path, err)
 	}
-	c := &Card{Path: path, Image: tmp.Name(), file: tmp, temp: tmp.Name(), lock: lock}
+	c := &Card{Path: path, Image: tmp.Name(), file: tmp, temp: tmp.Name(), tempDir: tempDir, lock: lock}
 	defer func() {
 		if err != nil {
 			c.Close()

@@ -43,6 +43,21 @@ func fakeHost(t *testing.T) (Host, string) {
 		{"sda1", "sda", "", 8, 1, 1 << 31, "", ""},
 		{"dm-0", "", "virtual", 253, 0, 1 << 30, "0", ""},
 		{"sdc", "", "pci0000:00/0000:00:14.0/usb2/2-2/2-2:1.0/host7/target7:0:0/7:0:0:0", 8, 32, 1 << 20, "1", "Tiny Stick"},
+		// LVM on LUKS on a USB disk: dm-2 (vg-home) on dm-1 (luks) on sdd1.
+		{"sdd", "", "pci0000:00/0000:00:14.0/usb2/2-3/2-3:1.0/host8/target8:0:0/8:0:0:0", 8, 48, 62333952, "1", "Crypt Disk"},
+		{"sdd1", "sdd", "", 8, 49, 62333000, "", ""},
+		{"dm-1", "", "virtual", 253, 1, 62333000, "0", ""},
+		{"dm-2", "", "virtual", 253, 2, 62333000, "0", ""},
+		// A two-device btrfs, mounted from sdf1, with its second device on
+		// sde.
+		{"sde", "", "pci0000:00/0000:00:14.0/usb2/2-4/2-4:1.0/host9/target9:0:0/9:0:0:0", 8, 64, 62333952, "1", "Btrfs Stick"},
+		{"sdf", "", "pci0000:00/0000:00:14.0/usb2/2-5/2-5:1.0/host10/target10:0:0/10:0:0:0", 8, 80, 62333952, "1", "Other Stick"},
+		{"sdf1", "sdf", "", 8, 81, 62333000, "", ""},
+		// A software RAID of sdg1 and sdh1, with an LVM volume on it.
+		{"sdg", "", "pci0000:00/0000:00:14.0/usb2/2-6/2-6:1.0/host11/target11:0:0/11:0:0:0", 8, 96, 62333952, "1", "Raid A"},
+		{"sdg1", "sdg", "", 8, 97, 62333000, "", ""},
+		{"md0", "", "virtual", 9, 0, 62333000, "0", ""},
+		{"dm-3", "", "virtual", 253, 3, 62333000, "0", ""},
 	}
 	for _, d := range devs {
 		var dir string
@@ -75,8 +90,13 @@ func fakeHost(t *testing.T) (Host, string) {
 		must(t, os.Symlink(rel, filepath.Join(sys, "class", "block", d.name)))
 		must(t, syscall.Mknod(filepath.Join(devDir, d.name), syscall.S_IFBLK|0o600, int(mkdev(d.major, d.minor))))
 	}
-	// The LVM volume dm-0 sits on sda1.
-	must(t, os.MkdirAll(filepath.Join(sys, "class", "block", "sda", "sda1", "holders", "dm-0"), 0o755))
+	// The LVM volume dm-0 sits on sda1; the rest as said above.
+	for _, h := range [][2]string{{"sda/sda1", "dm-0"}, {"sdd/sdd1", "dm-1"}, {"dm-1", "dm-2"}, {"sdg/sdg1", "md0"}, {"md0", "dm-3"}} {
+		must(t, os.MkdirAll(filepath.Join(sys, "class", "block", h[0], "holders", h[1]), 0o755))
+	}
+	for _, m := range []string{"sdf1", "sde"} {
+		must(t, os.MkdirAll(filepath.Join(sys, "fs", "btrfs", "6e1c0a2f-0d1e-4b8e-9a65-4f0c2c1d2e3f", "devices", m), 0o755))
+	}
 	mountinfo := filepath.Join(root, "mountinfo")
 	writeFile(t, mountinfo, strings.Join([]string{
 		"22 1 0:21 / /proc rw - proc proc rw",
@@ -84,6 +104,9 @@ func fakeHost(t *testing.T) (Host, string) {
 		"31 29 259:1 / /boot/efi rw - vfat /dev/nvme0n1p1 rw",
 		"40 29 8:17 / /media/me/NO\\040NAME rw - vfat /dev/sdb1 rw",
 		"41 29 253:0 / /srv rw - ext4 /dev/mapper/vg-srv rw",
+		"42 29 253:2 / /home rw - ext4 /dev/mapper/vg-home rw",
+		"43 29 0:51 / /data rw - btrfs " + filepath.Join(devDir, "sdf1") + " rw,space_cache=v2,subvolid=5,subvol=/",
+		"44 29 253:3 / /var/lib/raid rw - xfs /dev/mapper/vg-raid rw",
 	}, "\n")+"\n")
 	swaps := filepath.Join(root, "swaps")
 	writeFile(t, swaps, "Filename\tType\tSize\tUsed\tPriority\n"+filepath.Join(devDir, "nvme0n1p3")+"\tpartition\t8388604\t0\t-2\n/swapfile\tfile\t1024\t0\t-3\n")
@@ -106,13 +129,17 @@ func TestProblems(t *testing.T) {
 		{"sda", false, []string{"is mounted at /srv (dm-0)", "not a removable"}},
 		{"sda", true, []string{"is mounted at /srv (dm-0)"}},
 		{"sdc", false, []string{"holds 536870912 bytes, the card needs 2831155200"}},
+		{"sdd", false, []string{"is mounted at /home (dm-2)"}},
+		{"sde", false, []string{"is mounted at /data (sde)"}},
+		{"sdf", false, []string{"is mounted at /data (sdf1)"}},
+		{"sdg", false, []string{"is mounted at /var/lib/raid (dm-3)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target, err := h.Inspect(filepath.Join(dev, tc.name))
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := h.Problems(target, card, tc.force)
+			got, err := h.Problems(target, card, tc.force, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +32,9 @@ type Result struct {
 	Discarded bool
 	// Why says why the zero runs had to be written, when they were.
 	Why string
+	// Samples is how many bytes of the skipped zero runs were read back
+	// after the write (see Write).
+	Samples int64
 }
 
 // hooks lets tests stand in for the device's discard and damage the
@@ -40,8 +44,13 @@ type hooks struct {
 	beforeVerify func()
 }
 
-// Write writes card onto the block device at dev, which the caller has
-// checked (Host.Problems), reads every written range back and syncs.
+// Write writes card onto t, a device checked with Problems, reads every
+// written range back and syncs.
+//
+// The device is opened exclusively (O_EXCL fails while anything has it
+// mounted or open exclusively), and the open descriptor must be the device
+// that was checked, which must pass the same checks again: a device
+// plugged in while the owner answered the prompt can take the same path.
 //
 // Only ranges that hold data are written: the holes of a raw card and the
 // all-zero 1 MiB runs of any card are skipped. A skipped range keeps the
@@ -50,31 +59,68 @@ type hooks struct {
 // file systems makes e2fsck and fsck.fat find damage, and an old backup
 // GPT at the device's end makes partitioning tools see a second table. So
 // the whole device is discarded first, and zeros are only skipped when
-// the discard provably reads back zero: a few sample blocks are written
-// with a pattern before the discard and must read zero after it, read past
-// the page cache (BLKDISCARDZEROES is deprecated and always 0 on current
-// kernels). When the device cannot discard, or a discarded block still
-// holds its pattern, every byte of the card is written, zeros included,
-// and the last MiB of the device too (see zeroTail).
-func Write(ctx context.Context, card *Card, dev string, o Options) (*Result, error) {
-	return write(ctx, card, dev, o, hooks{})
+// the discard reads back zero: a few sample blocks are written with a
+// pattern before the discard and must read zero after it, read past the
+// page cache (BLKDISCARDZEROES is deprecated and always 0 on current
+// kernels). After the write, one sample block of every skipped MiB and
+// all of the device's last MiB are read back; should any of them not be
+// zero, every skipped range is written with zeros after all. When the
+// device cannot discard, or a discarded block still holds its pattern,
+// every byte of the card is written, zeros included, and the last MiB of
+// the device too (see zeroTail).
+func (h Host) Write(ctx context.Context, card *Card, t *Target, force bool, o Options) (*Result, error) {
+	return h.write(ctx, card, t, force, o, hooks{})
 }
 
-func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Result, error) {
+func (h Host) write(ctx context.Context, card *Card, t *Target, force bool, o Options, hk hooks) (*Result, error) {
+	d, err := openDevice(t.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(d.fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return nil, fmt.Errorf("device %s: %w", t.Path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK || devString(st.Rdev) != t.Dev {
+		return nil, fmt.Errorf("%s is no longer the device that was checked (%s, now %s): nothing was written",
+			t.Path, t.Dev, devString(st.Rdev))
+	}
+	now, err := h.inspect(t.Path, st.Rdev)
+	if err != nil {
+		return nil, err
+	}
+	problems, err := h.Problems(now, card.Size, force, card.Reads())
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", t.Path, err)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%s no longer passes the checks: %s; nothing was written", t.Path, strings.Join(problems, "; "))
+	}
+	return d.write(ctx, card, o, hk)
+}
+
+// openDevice opens the block device at path for writing past the page
+// cache, exclusively: a last guard after Problems, since it fails while
+// anything has the device mounted or open exclusively.
+func openDevice(path string) (*device, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_DIRECT|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("device %s: open: %w", path, err)
+	}
+	d := &device{path: path, fd: fd}
+	if err := d.probe(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *device) write(ctx context.Context, card *Card, o Options, h hooks) (*Result, error) {
 	if h.discard == nil {
 		h.discard = blkdiscard
 	}
-	// O_EXCL on a block device fails while anything has it mounted or
-	// open exclusively: a last guard after Problems.
-	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_DIRECT|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("device %s: open: %w", dev, err)
-	}
-	d := &device{path: dev, fd: fd}
-	defer unix.Close(fd)
-	if err := d.probe(); err != nil {
-		return nil, err
-	}
+	dev, fd := d.path, d.fd
 	if d.size < card.Size {
 		return nil, fmt.Errorf("device %s holds %d bytes, the card needs %d", dev, d.size, card.Size)
 	}
@@ -90,11 +136,12 @@ func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Re
 		}
 		return res, fmt.Errorf("%w; %w", err, ErrIncomplete)
 	}
-	res.Why, err = d.discardZeroes(card.Size, h.discard)
+	why, err := d.discardZeroes(card.Size, h.discard)
 	if err != nil {
 		return fail(err)
 	}
-	res.Discarded = res.Why == ""
+	res.Why = why
+	res.Discarded = why == ""
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
@@ -121,6 +168,29 @@ func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Re
 	if h.beforeVerify != nil {
 		h.beforeVerify()
 	}
+	if res.Discarded {
+		skipped := gaps(sums, card.Size)
+		stale, samples, err := d.staleSkipped(ctx, skipped, card.Size)
+		if err != nil {
+			return fail(err)
+		}
+		res.Samples = samples
+		if stale >= 0 {
+			res.Discarded = false
+			res.Why = fmt.Sprintf("a skipped block (at byte %d) did not read back zero after the discard", stale)
+			s, err := d.zeroRanges(ctx, append(skipped, span{max(card.Size, d.size-unit), d.size}))
+			sums = append(sums, s...)
+			for _, s := range s {
+				res.Written += s.n
+			}
+			if err != nil {
+				return fail(err)
+			}
+			if err := unix.Fsync(fd); err != nil {
+				return fail(fmt.Errorf("device %s: sync: %w", dev, err))
+			}
+		}
+	}
 	if err := d.verify(ctx, sums, o.Progress); err != nil {
 		return fail(err)
 	}
@@ -132,6 +202,93 @@ func write(ctx context.Context, card *Card, dev string, o Options, h hooks) (*Re
 	// device) refuses, which changes nothing.
 	unix.IoctlSetInt(fd, unix.BLKRRPART, 0)
 	return res, nil
+}
+
+// span is the bytes [start, end) of the device.
+type span struct{ start, end int64 }
+
+// gaps are the ranges of the card's first size bytes that were not
+// written, from the written ranges in order.
+func gaps(written []rangeSum, size int64) []span {
+	var out []span
+	pos := int64(0)
+	for _, w := range written {
+		if w.off > pos {
+			out = append(out, span{pos, min(w.off, size)})
+		}
+		pos = max(pos, w.off+w.n)
+	}
+	if pos < size {
+		out = append(out, span{pos, size})
+	}
+	return out
+}
+
+// sampleSize is how much of each skipped MiB is read back after a write.
+const sampleSize = 4096
+
+// staleSkipped reads back, past the page cache, one sample block of every
+// MiB of the skipped ranges (at a place that moves from one MiB to the
+// next, through all 256 places of a MiB every 256 MiB) and all of the
+// device's last MiB past the card, and returns the offset of the first
+// byte that is not zero (-1 when all are) and how many bytes it read.
+func (d *device) staleSkipped(ctx context.Context, skipped []span, cardSize int64) (int64, int64, error) {
+	grain := max(d.block, sampleSize)
+	buf := alignedBuf(int(grain))
+	var read int64
+	check := func(b []byte, off int64) (bool, error) {
+		if _, err := unix.Pread(d.fd, b, off); err != nil {
+			return false, fmt.Errorf("device %s: read back a skipped range at %d: %w", d.path, off, err)
+		}
+		read += int64(len(b))
+		return zeros.All(b), nil
+	}
+	for _, s := range skipped {
+		for u := s.start; u < s.end; u += unit {
+			if err := ctx.Err(); err != nil {
+				return -1, read, err
+			}
+			places := (min(u+unit, s.end) - u) / grain
+			if places == 0 {
+				continue // less than a block: the tail of an odd-sized card
+			}
+			off := u + (u/unit*97)%places*grain
+			if ok, err := check(buf, off); err != nil || !ok {
+				return off, read, err
+			}
+		}
+	}
+	start := max(cardSize, d.size-unit)
+	start = (start + d.block - 1) / d.block * d.block
+	if start < d.size {
+		tail := alignedBuf(int(d.size - start))
+		if ok, err := check(tail, start); err != nil || !ok {
+			return start, read, err
+		}
+	}
+	return -1, read, nil
+}
+
+// zeroRanges writes zeros over the given ranges, rounded out to the
+// device's blocks, and returns what it wrote.
+func (d *device) zeroRanges(ctx context.Context, spans []span) ([]rangeSum, error) {
+	buf := alignedBuf(chunk)
+	var sums []rangeSum
+	for _, s := range spans {
+		start := s.start / d.block * d.block
+		end := min((s.end+d.block-1)/d.block*d.block, d.size)
+		for off := start; off < end; off += chunk {
+			if err := ctx.Err(); err != nil {
+				return sums, err
+			}
+			b := buf[:min(chunk, end-off)]
+			if _, err := unix.Pwrite(d.fd, b, off); err != nil {
+				return sums, fmt.Errorf("device %s: write zeros at %d: %w", d.path, off, err)
+			}
+			sums = append(sums, rangeSum{off: off, n: int64(len(b)), sum: sha256.Sum256(b)})
+		}
+	}
+	return sums, nil
 }
 
 // device is the open block device.
@@ -170,11 +327,7 @@ func blkdiscard(fd int, off, n uint64) error {
 // they are overwritten with the card or zeroed by zeroTail.
 func (d *device) discardZeroes(cardSize int64, discard func(int, uint64, uint64) error) (string, error) {
 	buf := alignedBuf(int(d.block))
-	var samples []int64
-	for i := range int64(6) {
-		samples = append(samples, cardSize/d.block*i/6*d.block)
-	}
-	samples = append(samples, (cardSize-1)/d.block*d.block, d.size-d.block)
+	samples := d.samples(cardSize)
 	for _, off := range samples {
 		pattern(buf, off)
 		if _, err := unix.Pwrite(d.fd, buf, off); err != nil {
@@ -196,6 +349,16 @@ func (d *device) discardZeroes(cardSize int64, discard func(int, uint64, uint64)
 		}
 	}
 	return "", nil
+}
+
+// samples are the blocks discardZeroes tries: six spread over the card,
+// the card's last block and the device's last.
+func (d *device) samples(cardSize int64) []int64 {
+	var out []int64
+	for i := range int64(6) {
+		out = append(out, cardSize/d.block*i/6*d.block)
+	}
+	return append(out, (cardSize-1)/d.block*d.block, d.size-d.block)
 }
 
 // pattern fills b with bytes no card block is likely to hold.

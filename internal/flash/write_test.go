@@ -109,6 +109,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// flashTo writes c onto the loop device dev as flash does: checked
+// first, and forced (a loop device is not removable).
+func flashTo(ctx context.Context, t testing.TB, c *Card, dev string, o Options, hk hooks) (*Result, error) {
+	t.Helper()
+	target, err := Host{}.Inspect(dev)
+	must(t, err)
+	return Host{}.write(ctx, c, target, true, o, hk)
+}
+
 // readDevice reads all of dev past the page cache's stale pages.
 func readDevice(t testing.TB, dev string) []byte {
 	t.Helper()
@@ -156,11 +165,11 @@ func TestWriteFormats(t *testing.T) {
 				t.Fatalf("card size %d, want %d", c.Size, len(want))
 			}
 			var last int64
-			res, err := Write(context.Background(), c, dev, Options{Progress: func(what string, done, total int64) {
+			res, err := flashTo(context.Background(), t, c, dev, Options{Progress: func(what string, done, total int64) {
 				if what == "flash" {
 					last = done
 				}
-			}})
+			}}, hooks{})
 			must(t, err)
 			if !res.Discarded {
 				t.Errorf("a loop device over a file discards: %q", res.Why)
@@ -197,7 +206,7 @@ func TestWriteUsedDevice(t *testing.T) {
 			c, err := OpenCard(context.Background(), cards["img.xz"], t.TempDir())
 			must(t, err)
 			defer c.Close()
-			res, err := write(context.Background(), c, dev, Options{}, hooks{discard: tc.discard})
+			res, err := flashTo(context.Background(), t, c, dev, Options{}, hooks{discard: tc.discard})
 			must(t, err)
 			if res.Discarded || res.Why != tc.why {
 				t.Errorf("discarded %v, why %q; want %q", res.Discarded, res.Why, tc.why)
@@ -224,7 +233,7 @@ func TestWriteOddSize(t *testing.T) {
 			c, err := OpenCard(context.Background(), p, t.TempDir())
 			must(t, err)
 			defer c.Close()
-			_, err = Write(context.Background(), c, dev, Options{})
+			_, err = flashTo(context.Background(), t, c, dev, Options{}, hooks{})
 			must(t, err)
 			checkDevice(t, dev, card, true)
 		})
@@ -238,7 +247,7 @@ func TestWriteVerify(t *testing.T) {
 	c, err := OpenCard(context.Background(), cards["img"], t.TempDir())
 	must(t, err)
 	defer c.Close()
-	_, err = write(context.Background(), c, dev, Options{}, hooks{beforeVerify: func() {
+	_, err = flashTo(context.Background(), t, c, dev, Options{}, hooks{beforeVerify: func() {
 		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
 		must(t, err)
 		_, err = f.WriteAt([]byte("rot"), 4<<20+100)
@@ -262,11 +271,11 @@ func TestWriteCancel(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err = Write(ctx, c, dev, Options{Progress: func(what string, done, total int64) {
+	_, err = flashTo(ctx, t, c, dev, Options{Progress: func(what string, done, total int64) {
 		if done > 20<<20 {
 			cancel()
 		}
-	}})
+	}}, hooks{})
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("cancelled flash: %v", err)
 	}
@@ -296,4 +305,122 @@ func TestOpenCard(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, TempPattern)); len(left) > 0 {
 		t.Errorf("temp files left: %v", left)
 	}
+}
+
+// TestWriteSkippedStale flashes a device full of random bytes whose discard
+// zeroes exactly the blocks the pre-check samples and nothing else: the
+// samples of the skipped ranges read after the write find the old bytes,
+// and every skipped range is written with zeros after all.
+func TestWriteSkippedStale(t *testing.T) {
+	cards := testCard(t)
+	want, err := os.ReadFile(cards["img"])
+	must(t, err)
+	const size = 96 << 20
+	dev := loopDevice(t, size, true)
+	c, err := OpenCard(context.Background(), cards["img.xz"], t.TempDir())
+	must(t, err)
+	defer c.Close()
+	sampled := func(fd int, _, _ uint64) error {
+		d := &device{fd: fd, size: size, block: 512}
+		zero := alignedBuf(512)
+		for _, off := range d.samples(c.Size) {
+			if _, err := unix.Pwrite(fd, zero, off); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	res, err := flashTo(context.Background(), t, c, dev, Options{}, hooks{discard: sampled})
+	must(t, err)
+	if res.Discarded || !strings.HasPrefix(res.Why, "a skipped block (at byte ") {
+		t.Errorf("discarded %v, why %q: the stale skipped ranges were not found", res.Discarded, res.Why)
+	}
+	checkDevice(t, dev, want, false)
+}
+
+// TestWriteSamples says how much of a well discarded device's skipped
+// ranges is read back: one 4 KiB block per skipped MiB, and the last MiB.
+func TestWriteSamples(t *testing.T) {
+	cards := testCard(t)
+	dev := loopDevice(t, 96<<20, true)
+	c, err := OpenCard(context.Background(), cards["img"], t.TempDir())
+	must(t, err)
+	defer c.Close()
+	res, err := flashTo(context.Background(), t, c, dev, Options{}, hooks{})
+	must(t, err)
+	skipped := (c.Size - res.Written) / unit
+	if !res.Discarded || res.Samples != skipped*sampleSize+unit {
+		t.Errorf("discarded %v, sampled %d bytes; want %d skipped MiB sampled (%d bytes) and the last MiB",
+			res.Discarded, res.Samples, skipped, skipped*sampleSize)
+	}
+}
+
+// TestWriteChecksDevice: the device written is the one checked, and it is
+// still free when the write begins.
+func TestWriteChecksDevice(t *testing.T) {
+	cards := testCard(t)
+	c, err := OpenCard(context.Background(), cards["img"], t.TempDir())
+	must(t, err)
+	defer c.Close()
+	untouched := func(t *testing.T, dev string) {
+		t.Helper()
+		if b := readDevice(t, dev); !bytes.Equal(b, make([]byte, len(b))) {
+			t.Errorf("%s was written", dev)
+		}
+	}
+
+	t.Run("another device at the path", func(t *testing.T) {
+		checked, plugged := loopDevice(t, 96<<20, false), loopDevice(t, 96<<20, false)
+		link := filepath.Join(t.TempDir(), "sdcard")
+		must(t, os.Symlink(checked, link))
+		target, err := Host{}.Inspect(link)
+		must(t, err)
+		must(t, os.Remove(link))
+		must(t, os.Symlink(plugged, link))
+		_, err = Host{}.Write(context.Background(), c, target, true, Options{})
+		if err == nil || !strings.Contains(err.Error(), link+" is no longer the device that was checked") {
+			t.Errorf("write after the path changed device: %v", err)
+		}
+		untouched(t, plugged)
+		untouched(t, checked)
+	})
+
+	// Write runs the checks again itself: a device that fails them now is
+	// not written, whatever was checked before.
+	t.Run("checks again", func(t *testing.T) {
+		self := filepath.Join(t.TempDir(), "self.img")
+		must(t, os.WriteFile(self, bytes.Repeat([]byte{0x5a}, 64<<20), 0o644))
+		before, err := os.ReadFile(self)
+		must(t, err)
+		dev := strings.TrimSpace(testkit.Run(t, "losetup", "--find", "--show", self))
+		defer testkit.Run(t, "losetup", "--detach", dev)
+		over, err := OpenCard(context.Background(), self, t.TempDir())
+		must(t, err)
+		defer over.Close()
+		target, err := Host{}.Inspect(dev)
+		must(t, err)
+		_, err = Host{}.Write(context.Background(), over, target, true, Options{})
+		if err == nil || !strings.Contains(err.Error(), dev+" no longer passes the checks: "+dev+" is a loop device over the card "+self+" itself") {
+			t.Errorf("write to a loop device over the card: %v", err)
+		}
+		if after, err := os.ReadFile(self); err != nil || !bytes.Equal(after, before) {
+			t.Errorf("the card %s was changed", self)
+		}
+	})
+
+	// Held exclusively as a mounted file system or a partitioning tool
+	// holds it, which neither sysfs nor mountinfo shows: O_EXCL refuses.
+	t.Run("held exclusively", func(t *testing.T) {
+		dev := loopDevice(t, 96<<20, false)
+		target, err := Host{}.Inspect(dev)
+		must(t, err)
+		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		must(t, err)
+		defer unix.Close(fd)
+		_, err = Host{}.Write(context.Background(), c, target, true, Options{})
+		if !errors.Is(err, unix.EBUSY) {
+			t.Errorf("write to a device held exclusively: %v", err)
+		}
+		untouched(t, dev)
+	})
 }

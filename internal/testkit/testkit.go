@@ -19,7 +19,7 @@ import (
 )
 
 // Packages is the apt-get line that installs every tool the tests use.
-const Packages = "e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core mount util-linux"
+const Packages = "e2fsprogs dosfstools mtools isc-dhcp-server xz-utils zstd time fdisk iptables systemd openssh-client shellcheck sudo ansible-core mount util-linux qemu-user-static btrfs-progs"
 
 // ExampleEnv gives the embedded example profiles their secrets (test
 // values), for tests that load them with profile.Default; golden files of
