@@ -24,6 +24,7 @@ import (
 	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/internal/redact"
 	"github.com/magibake/magibake/internal/tempfile"
+	"github.com/magibake/magibake/internal/termtext"
 )
 
 // Options is one `magibake build` call.
@@ -236,6 +237,15 @@ func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Wri
 	layout, err := image.ReadLayout(ib, ib.Size())
 	if err != nil {
 		return nil, fault.InputError(fmt.Errorf("base %s: %w", o.Base, err))
+	}
+	// A card baked before holds its node's files: baked on again, another
+	// node's card would carry them, and diff could not tell.
+	if node, baked := bake.BakedFor(image.NewDevice(ib, ib.Size()), layout); baked {
+		what := "a card magibake baked"
+		if node != "" {
+			what += " for node " + termtext.Line(node)
+		}
+		return nil, fault.InputError(fmt.Errorf("base %s is %s (it holds %s), not a Raspberry Pi OS image: give the Raspberry Pi OS .img.xz as the base", o.Base, what, manifest.Path))
 	}
 	switch {
 	case ib.OnDemand:

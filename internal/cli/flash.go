@@ -18,6 +18,7 @@ import (
 	"github.com/magibake/magibake/internal/flash"
 	"github.com/magibake/magibake/internal/inspect"
 	"github.com/magibake/magibake/internal/manifest"
+	"github.com/magibake/magibake/internal/termtext"
 )
 
 func newFlash() *cobra.Command {
@@ -185,7 +186,9 @@ func cardNode(ctx context.Context, card *flash.Card) string {
 	if err != nil {
 		return ""
 	}
-	return m.Node
+	// Typed back by the owner, and shown: text from the card, so nothing a
+	// terminal would act on.
+	return termtext.Line(m.Node)
 }
 
 // isTTY says whether r is a terminal (/dev/null, a character device too,

@@ -23,6 +23,16 @@ func TestInspectAndDiff(t *testing.T) {
 				t.Fatalf("build: exit %d: %s", code, stderr)
 			}
 
+			// The card is no base: refused, nothing written.
+			other := filepath.Join(t.TempDir(), "melchior.img")
+			code, _, stderr := execute(t, "build", "melchior", "--base", card, "-o", other)
+			if want := "magibake: base " + card + " is a card magibake baked for node caspar (it holds /etc/magibake/manifest.json), not a Raspberry Pi OS image: give the Raspberry Pi OS .img.xz as the base\n"; code != 3 || !strings.HasSuffix(stderr, want) {
+				t.Errorf("build on a card: exit %d, stderr:\n%s\nwant exit 3 and\n%s", code, stderr, want)
+			}
+			if left, _ := os.ReadDir(filepath.Dir(other)); len(left) > 0 {
+				t.Errorf("build on a card left %v", left)
+			}
+
 			code, stdout, stderr := execute(t, "inspect", card, "--json")
 			if code != 0 {
 				t.Fatalf("inspect: exit %d: %s", code, stderr)
