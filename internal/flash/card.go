@@ -2,7 +2,6 @@ package flash
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sys/unix"
 
+	"github.com/magibake/magibake/internal/compression"
 	"github.com/magibake/magibake/internal/ctxio"
 	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/internal/xzblocks"
@@ -36,12 +36,6 @@ const maxStreamBlock = 64 << 20
 // TempPattern matches the names of the files an .img.zst is decompressed
 // into.
 const TempPattern = ".magibake-flash-*.img"
-
-var (
-	xzMagic   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-	gzipMagic = []byte{0x1f, 0x8b}
-)
 
 // Card is a card image opened for flashing: its disk bytes, decompressed
 // as they are read.
@@ -98,21 +92,20 @@ func OpenCard(ctx context.Context, path, tempDir string) (_ *Card, err error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("card %s: not a regular file", path)
 	}
-	head := make([]byte, 6)
+	head := make([]byte, compression.HeadSize)
 	n, _ := io.ReadFull(f, head)
-	head = head[:n]
-	switch {
-	case bytes.HasPrefix(head, xzMagic):
+	switch compression.Detect(head[:n]) {
+	case compression.XZ:
 		x, err := xzblocks.Open(f, st.Size())
 		if err != nil {
 			return nil, fmt.Errorf("card %s: %w", path, err)
 		}
 		return &Card{Path: path, Image: path, Size: x.Size(), xz: x, xzf: f, tempDir: tempDir}, nil
-	case bytes.HasPrefix(head, zstdMagic):
+	case compression.Zstd:
 		c, err := decompressZstd(ctx, f, path, tempDir)
 		f.Close()
 		return c, err
-	case bytes.HasPrefix(head, gzipMagic):
+	case compression.Gzip:
 		return nil, fmt.Errorf("card %s: gzip is not a card format; give the .img, .img.xz or .img.zst", path)
 	}
 	if st.Size() == 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ulikunitz/xz"
 
+	"github.com/magibake/magibake/internal/compression"
 	"github.com/magibake/magibake/internal/ctxio"
 	"github.com/magibake/magibake/internal/tempfile"
 	"github.com/magibake/magibake/internal/xzblocks"
@@ -26,12 +27,6 @@ import (
 
 // ErrBadBase marks a base image that cannot be used; the message says why.
 var ErrBadBase = errors.New("unusable base image")
-
-var (
-	xzMagic   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-	gzipMagic = []byte{0x1f, 0x8b}
-)
 
 // Base is an opened base image: the raw disk bytes, read-only.
 type Base struct {
@@ -124,13 +119,12 @@ func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w: not a regular file", path, ErrBadBase)
 	}
-	head := make([]byte, 6)
+	head := make([]byte, compression.HeadSize)
 	n, _ := io.ReadFull(f, head)
-	head = head[:n]
-	switch {
-	case bytes.HasPrefix(head, xzMagic):
+	switch compression.Detect(head[:n]) {
+	case compression.XZ:
 		return openXZ(ctx, f, st.Size(), path, o)
-	case bytes.HasPrefix(head, zstdMagic), bytes.HasPrefix(head, gzipMagic):
+	case compression.Zstd, compression.Gzip:
 		f.Close()
 		return nil, fmt.Errorf("base %s: %w: zstd/gzip compression is not supported; give the .img or the .img.xz", path, ErrBadBase)
 	}

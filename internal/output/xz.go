@@ -15,6 +15,7 @@ import (
 
 	"github.com/ulikunitz/xz/lzma"
 
+	"github.com/magibake/magibake/internal/compression"
 	"github.com/magibake/magibake/internal/xzblocks"
 	"github.com/magibake/magibake/internal/zeros"
 )
@@ -42,7 +43,6 @@ const (
 )
 
 var (
-	xzMagic      = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
 	errXZCorrupt = errors.New("xz stream is corrupt")
 )
 
@@ -171,7 +171,7 @@ func encodeXZ(ctx context.Context, w io.Writer, src io.ReaderAt, size int64, reu
 	defer func() { cancel(); wg.Wait() }()
 
 	cw := &countWriter{w: w}
-	stream := append(append([]byte{}, xzMagic...), flags...)
+	stream := append(append([]byte{}, compression.XZMagic...), flags...)
 	stream = binary.LittleEndian.AppendUint32(stream, crc32.ChecksumIEEE(flags))
 	if _, err := cw.Write(stream); err != nil {
 		return nil, err

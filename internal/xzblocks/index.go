@@ -16,6 +16,7 @@ import (
 	"hash/crc32"
 	"io"
 
+	"github.com/magibake/magibake/internal/compression"
 	"github.com/magibake/magibake/internal/zeros"
 )
 
@@ -24,7 +25,6 @@ import (
 var ErrFormat = errors.New("xz")
 
 var (
-	headerMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 	footerMagic = []byte{'Y', 'Z'}
 )
 
@@ -208,7 +208,7 @@ func readStream(r io.ReaderAt, end int64) ([]Block, int64, error) {
 	if _, err := r.ReadAt(header, start); err != nil {
 		return nil, 0, errorf("read stream header: %v", err)
 	}
-	if !bytes.Equal(header[:6], headerMagic) {
+	if !bytes.Equal(header[:6], compression.XZMagic) {
 		return nil, 0, errorf("no stream header at byte %d where the index puts it (damaged index?)", start)
 	}
 	if !bytes.Equal(header[6:8], flags) || crc32.ChecksumIEEE(header[6:8]) != binary.LittleEndian.Uint32(header[8:]) {
