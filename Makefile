@@ -62,7 +62,7 @@ FUZZTIME      ?=
 FUZZ_TARGETS  := internal/profile:FuzzLoad:150000x internal/ext4:FuzzCorruptImage:12000x \
                  internal/image:FuzzReadLayout:30000x internal/image:FuzzOpenBase:30000x \
                  internal/bake:FuzzApply:1500x internal/xzblocks:FuzzReader:300000x \
-                 internal/lzma2:FuzzDecode:500000x
+                 internal/lzma2:FuzzDecode:500000x internal/check:FuzzEvaluate:4000x
 fuzz: tools
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; \
 		budget=$${FUZZTIME:-$${rest#*:}}; echo "== $$pkg $$name $$budget"; \

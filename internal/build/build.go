@@ -221,7 +221,8 @@ func openBase(ctx context.Context, o Options, in *inputs, jobs []job, log io.Wri
 		tempDir = filepath.Dir(jobs[a].out)
 	}
 	ib, err := image.OpenBaseWith(ctx, o.Base, image.Options{TempDir: tempDir, CacheDir: o.CacheDir,
-		OnDemand: onDemand, Progress: update, CheckSum: checkPin, Adoptable: adopter(jobs) >= 0})
+		OnDemand: onDemand, Progress: update, CheckSum: checkPin, Adoptable: adopter(jobs) >= 0,
+		Warn: func(s string) { fmt.Fprintln(log, s) }})
 	end()
 	if err != nil {
 		return nil, fault.InputError(err)

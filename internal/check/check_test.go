@@ -25,7 +25,7 @@ import (
 var testEnv = testkit.ExampleEnv
 
 // targets are the example cluster's head and a worker, with today's plans.
-func targets(t *testing.T) (head, worker Target) {
+func targets(t testing.TB) (head, worker Target) {
 	t.Helper()
 	c, err := profile.Default(profile.Options{Getenv: func(k string) string { return testEnv[k] }})
 	if err != nil {
@@ -198,6 +198,11 @@ func TestEvaluateFindsProblems(t *testing.T) {
 			f["files"] = lineReplace(f["files"], "/boot/firmware/ssh", "file\t/boot/firmware/ssh\t755 0 0 x")
 		}, check: "file", detail: "/boot/firmware/ssh is still there"},
 		{name: "cmdline word unset", breakF: func(f Facts) { f["cmdline"] = strings.Replace(f["cmdline"], " cfg80211.ieee80211_regdom=GB", "", 1) }, check: "file", detail: `/boot/firmware/cmdline.txt: words unset ["cfg80211.ieee80211_regdom=GB"]`},
+		{name: "a line cut short", breakF: func(f Facts) { f["files"] = lineReplace(f["files"], "/etc/hostname", "file\t/etc/hostname") }, check: "file", detail: "/etc/hostname: the node printed no details for this file (file /etc/hostname)"},
+		{name: "a boot file's line cut short", breakF: func(f Facts) {
+			f["files"] = lineReplace(f["files"], "/boot/firmware/meta-data", "file\t/boot/firmware/meta-data")
+		}, check: "file", detail: "/boot/firmware/meta-data: the node printed no details for this file"},
+		{name: "a link line cut short", breakF: func(f Facts) { f["files"] = lineReplace(f["files"], "/etc/hostname", "link") }, check: "file", detail: "/etc/hostname: a missing, want a file"},
 		{name: "worker without lease", worker: true, breakF: func(f Facts) { f["eth0"] = "" }, check: "eth0", detail: "nothing, want a lease in 10.3.50.10-10.3.50.20 from caspar"},
 		{name: "worker default route", worker: true, breakF: func(f Facts) { f["routes"] = strings.SplitN(f["routes"], "\n", 2)[1] }, check: "default route", detail: "want one via 10.3.50.1 dev eth0"},
 		{name: "worker around the head", worker: true, breakF: func(f Facts) { f["route-upstream"] = "198.51.100.1 via 192.168.0.1 dev wlan0" }, check: "upstream route", detail: "goes 198.51.100.1 via 192.168.0.1 dev wlan0"},
@@ -306,4 +311,83 @@ func TestScriptRuns(t *testing.T) {
 			t.Errorf("%s: this machine passes every check of a cluster node", tg.Node.Hostname)
 		}
 	}
+}
+
+// TestEvaluateShowsNoSecret: what check prints of a node's answers masks
+// every secret as diff does, escapes what would act on a terminal, and an
+// unreadable cmdline.txt fails the first-boot check.
+func TestEvaluateShowsNoSecret(t *testing.T) {
+	head, _ := targets(t)
+	pass := testEnv["MAGIBAKE_WIFI_PASSPHRASE"]
+	secretLink := plan.Op{Partition: plan.Root, Kind: plan.Symlink, Path: "/etc/magibake/secret-link", Target: "/run/" + pass, Secret: true}
+	withLink := *head.Plan
+	withLink.Ops = append(append([]plan.Op{}, head.Plan.Ops...), secretLink)
+	tests := []struct {
+		name   string
+		plan   *plan.Plan
+		breakF func(f Facts)
+		check  string
+		detail string
+	}{
+		{"secret link elsewhere", &withLink, func(f Facts) { f["files"] += "\nlink\t/etc/magibake/secret-link\t/run/other-" + pass }, "file",
+			"/etc/magibake/secret-link: secret link target differs"},
+		{"secret link a file", &withLink, func(f Facts) { f["files"] += "\nfile\t/etc/magibake/secret-link\t644 0 0 00" }, "file",
+			"/etc/magibake/secret-link: a file, want a symlink to <secret>"},
+		{"a secret in cloud-init's errors", head.Plan, func(f Facts) {
+			f["cloud-init"] = strings.Replace(f["cloud-init"], "errors: []", "errors: ['wifi: bad psk "+pass+"']", 1)
+		}, "first boot", "errors: ['wifi: bad psk <secret>']"},
+		{"escape sequences in the hostname", head.Plan, func(f Facts) { f["hostname"] = "caspar\x1b[2J\x1b[1;1HPASS" }, "hostname",
+			`caspar\x1b[2J\x1b[1;1HPASS, want caspar`},
+		{"cmdline.txt unreadable", head.Plan, func(f Facts) { f["cmdline"] = ""; f["cloud-init"] = "not installed" }, "first boot",
+			"/boot/firmware/cmdline.txt could not be read"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := head
+			tg.Plan = tc.plan
+			f := healthy(head)
+			tc.breakF(f)
+			found := false
+			for _, r := range Evaluate(tg, f) {
+				if strings.Contains(r.Detail, pass) || strings.ContainsAny(r.Detail, "\x1b\n\r") {
+					t.Errorf("%s: %q shows a secret or a control character", r.Check, r.Detail)
+				}
+				found = found || !r.OK && r.Check == tc.check && strings.Contains(r.Detail, tc.detail)
+			}
+			if !found {
+				t.Errorf("no failed %s check saying %q: %+v", tc.check, tc.detail, failures(Evaluate(tg, f)))
+			}
+		})
+	}
+}
+
+// FuzzEvaluate: whatever a node prints, check parses and judges it without
+// a panic, and shows no secret of the plan.
+func FuzzEvaluate(f *testing.F) {
+	head, worker := targets(f)
+	for _, tg := range []Target{head, worker} {
+		var b strings.Builder
+		b.WriteString(begin + "\n")
+		for k, v := range healthy(tg) {
+			b.WriteString("\n" + marker + k + "\n" + v + "\n")
+		}
+		f.Add(b.String(), tg.Node.Role == profile.RoleHead)
+	}
+	f.Add(begin+"\n\n"+marker+"files\nfile\t/etc/hostname\nlink\nlink\t/x\n\n"+marker+"end\n", true)
+	pass := testEnv["MAGIBAKE_WIFI_PASSPHRASE"]
+	f.Fuzz(func(t *testing.T, out string, isHead bool) {
+		tg := worker
+		if isHead {
+			tg = head
+		}
+		facts, err := Parse(out)
+		if err != nil && facts == nil {
+			return
+		}
+		for _, r := range Evaluate(tg, facts) {
+			if strings.Contains(r.Detail, pass) {
+				t.Errorf("%s: %q shows the passphrase", r.Check, r.Detail)
+			}
+		}
+	})
 }

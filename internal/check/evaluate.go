@@ -14,6 +14,8 @@ import (
 	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/redact"
+	"github.com/magibake/magibake/internal/termtext"
 )
 
 // Result is one check of one node.
@@ -69,6 +71,12 @@ func Evaluate(t Target, f Facts) []Result {
 		j.wifi()
 	}
 	j.files()
+	// What the node printed may hold a secret anywhere (a cloud-init error
+	// quoting user-data, a link target): masked as diff masks it, and kept
+	// from acting on a terminal.
+	for i := range j.out {
+		j.out[i].Detail = termtext.Line(t.Plan.Secrets.String(j.out[i].Detail))
+	}
 	return j.out
 }
 
@@ -88,9 +96,16 @@ func (j *judge) firstBoot() {
 	f := j.f
 	ci := f["cloud-init"]
 	switch {
+	case strings.TrimSpace(f["cmdline"]) == "":
+		j.add("first boot", false, "%s/cmdline.txt could not be read: cannot tell whether the first boot ran", BootMount)
 	case ci == "not installed":
-		done := !strings.Contains(f["cmdline"], "init=")
-		j.add("first boot", done, "cmdline.txt %s", pick(done, "has no init= left by the first boot", "still starts the first-boot init: "+f["cmdline"]))
+		var inits []string
+		for _, w := range strings.Fields(f["cmdline"]) {
+			if strings.HasPrefix(w, "init=") {
+				inits = append(inits, w)
+			}
+		}
+		j.add("first boot", len(inits) == 0, "cmdline.txt %s", pick(len(inits) == 0, "has no init= left by the first boot", "still starts the first-boot init: "+strings.Join(inits, " ")))
 	default:
 		// cloud-init status --long: done, and no errors when it lists them.
 		ok, shown := false, []string{}
@@ -289,11 +304,18 @@ func (j *judge) files() {
 		p := livePath(op)
 		if op.Kind == plan.EditCmdline {
 			notOne, unset, kept := compare.Cmdline(j.f["cmdline"]+"\n", op)
+			reveal := func(words []string) []string {
+				var out []string
+				for _, w := range words {
+					out = append(out, compare.Reveal(op, j.t.Plan.Secrets, w))
+				}
+				return out
+			}
 			switch {
 			case notOne:
 				j.add("file", false, "%s: not one line", p)
 			case len(unset) > 0 || len(kept) > 0:
-				j.add("file", false, "%s: words unset %q, words kept that the edit removes %q", p, unset, kept)
+				j.add("file", false, "%s: words unset %q, words kept that the edit removes %q", p, reveal(unset), reveal(kept))
 			default:
 				good++
 			}
@@ -307,7 +329,7 @@ func (j *judge) files() {
 			}
 			continue
 		}
-		if msg := fileProblem(op, live[p]); msg != "" {
+		if msg := fileProblem(op, live[p], j.t.Plan.Secrets); msg != "" {
 			j.add("file", false, "%s: %s", p, msg)
 		} else {
 			good++
@@ -319,10 +341,15 @@ func (j *judge) files() {
 // fileProblem says how the node's entry w (the script's f output) differs
 // from op, or "". The boot partition is FAT: its modes and owners are the
 // mount's, not the card's, and are not compared.
-func fileProblem(op plan.Op, w []string) string {
+func fileProblem(op plan.Op, w []string, secrets *redact.Secrets) string {
 	kind := "missing"
 	if len(w) > 0 {
 		kind = w[0]
+	}
+	// A node's line for a path has its details in its third field: a line
+	// cut short (a failing stat, a file gone meanwhile) says nothing more.
+	if len(w) < 3 && (kind == "link" || kind == "dir" || kind == "file") {
+		return "the node printed no details for this " + kind + " (" + strings.Join(w, " ") + ")"
 	}
 	root := op.Partition == plan.Root
 	switch op.Kind {
@@ -333,10 +360,10 @@ func fileProblem(op plan.Op, w []string) string {
 		return ""
 	case plan.Symlink:
 		if kind != "link" {
-			return "a " + kind + ", want a symlink to " + op.Target
+			return "a " + kind + ", want a symlink to " + compare.Reveal(op, secrets, op.Target)
 		}
-		if len(w) < 3 || w[2] != op.Target {
-			return "points to " + strings.Join(w[2:], " ") + ", want " + op.Target
+		if w[2] != op.Target {
+			return compare.TargetDiffers(op, secrets, w[2])
 		}
 		return ""
 	case plan.Mkdir:

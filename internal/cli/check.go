@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,11 +174,18 @@ func upstreamOf(c *profile.Cluster, flag string) (netip.Addr, error) {
 	return c.DNS[0], nil
 }
 
+// sudoPasswordVar holds the sudo password for check, when set.
+const sudoPasswordVar = "MAGIBAKE_SUDO_PASSWORD"
+
+// scriptMarker separates sudo's password from the check script on ssh's
+// stdin.
+const scriptMarker = "@@magibake-check-script"
+
 // sudoPassword is the profile user's password for sudo on the nodes: from
 // $MAGIBAKE_SUDO_PASSWORD, else asked on the terminal; "" when the profile
 // has no password hash (sudo then asks for none) or nobody can be asked.
 func sudoPassword(c *profile.Cluster, prompt io.Writer) (string, error) {
-	if v, ok := os.LookupEnv("MAGIBAKE_SUDO_PASSWORD"); ok {
+	if v, ok := os.LookupEnv(sudoPasswordVar); ok {
 		return v, nil
 	}
 	if c.User.PasswordHash == "" {
@@ -223,21 +229,31 @@ func checkNode(ctx context.Context, t check.Target, host, sshConfig, password st
 	if err := os.WriteFile(known, []byte(name+" "+f[0]+" "+f[1]+"\n"), 0o600); err != nil {
 		return fail("%v", err)
 	}
-	// The script travels base64-encoded in the command line, so stdin
-	// carries only sudo's password.
-	script := base64.StdEncoding.EncodeToString([]byte(check.Script(t)))
-	remote := `sudo -S -p '' sh -c "$(echo ` + script + ` | base64 -d)"`
+	// The script travels on stdin after sudo's password and a marker line:
+	// not in the command line, where ps and sudo's log on the node would
+	// show it and its length is capped. sudo -S reads the password line
+	// when it needs one; the shell it starts skips what is left before the
+	// marker (the password, when sudo asked for none), then runs the rest.
+	remote := `sudo -S -p '' sh -c 'while IFS= read -r l; do [ "$l" = "` + scriptMarker + `" ] && exec sh -s; done; exit 111'`
 	args := []string{}
 	if sshConfig != "" {
 		args = append(args, "-F", sshConfig)
 	}
+	// Only the baked key is trusted: no ssh configuration can add a key
+	// from elsewhere (a command, DNS, the system's known_hosts).
 	args = append(args, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
 		"-o", "UserKnownHostsFile="+known, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "KnownHostsCommand=none", "-o", "VerifyHostKeyDNS=no",
 		"-o", "HostKeyAlias="+name, "-o", "ConnectTimeout=15", "-o", "ControlPath=none",
 		"-l", t.Cluster.User.Name, "--", host, remote)
 	var stdout, stderr bytes.Buffer
 	run := exec.CommandContext(ctx, "ssh", args...)
-	run.Stdin = strings.NewReader(password + "\n")
+	// The password goes to sudo alone, never into the environment of ssh
+	// and whatever its configuration runs (ProxyCommand).
+	run.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sudoPasswordVar+"=") })
+	// sh -s reads the script as it runs it: the braces make it read all of
+	// it first, and no command of it can read the rest as its input.
+	run.Stdin = strings.NewReader(password + "\n" + scriptMarker + "\n{\n" + check.Script(t) + "\n} </dev/null\n")
 	run.Stdout, run.Stderr = &stdout, &stderr
 	err = run.Run()
 	facts, perr := check.Parse(stdout.String())

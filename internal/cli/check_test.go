@@ -19,18 +19,32 @@ import (
 // wiring, seen from the ssh side, without a node.
 func fakeSSH(t *testing.T) (rec string) {
 	t.Helper()
-	testkit.RequireTools(t, "unshare", "base64", "sed")
+	testkit.RequireTools(t, "unshare")
 	rec = t.TempDir()
 	bin := t.TempDir()
 	script := `#!/bin/sh
 rec=` + rec + `
 printf '%s\n' "$@" >"$rec/args"
 for a in "$@"; do case "$a" in UserKnownHostsFile=*) cat "${a#UserKnownHostsFile=}" >"$rec/known" ;; esac; done
-cat >"$rec/stdin"
+env >"$rec/env"
 for a in "$@"; do remote="$a"; done
-printf '%s' "$remote" | sed -n 's/.*echo \([A-Za-z0-9+/=]*\) | base64 -d.*/\1/p' | base64 -d >"$rec/script"
-exec unshare --net sh "$rec/script"
+printf '%s' "$remote" >"$rec/remote"
+cat >"$rec/stdin"
+# As the node runs it, through a pipe as sshd gives it, with the fake sudo
+# below.
+cat "$rec/stdin" | unshare --net sh -c "$remote"
 `
+	// sudo -S reads the password line from stdin when it needs one (not
+	// when $FAKE_SUDO_NOPASS is set), then runs the command as root.
+	sudo := `#!/bin/sh
+[ "$1 $2 $3" = "-S -p " ] || { echo "fake sudo: unexpected arguments: $*" >&2; exit 1; }
+shift 3
+[ -n "$FAKE_SUDO_NOPASS" ] || { IFS= read -r pw; printf '%s\n' "$pw" >` + rec + `/sudo-password; }
+exec "$@"
+`
+	if err := os.WriteFile(filepath.Join(bin, "sudo"), []byte(sudo), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +99,28 @@ func TestCheckOverSSH(t *testing.T) {
 	if string(known) != "caspar "+f[0]+" "+f[1]+"\n" {
 		t.Errorf("check trusted %q, want only caspar's baked key", known)
 	}
-	if in, _ := os.ReadFile(filepath.Join(rec, "stdin")); string(in) != "the sudo password\n" {
-		t.Errorf("sudo's stdin %q, want the password line", in)
+	// The password reaches sudo on stdin, and nothing else: not ssh's
+	// environment, not the command line, which holds no script either.
+	if pw, _ := os.ReadFile(filepath.Join(rec, "sudo-password")); string(pw) != "the sudo password\n" {
+		t.Errorf("sudo read %q, want the password line", pw)
 	}
+	if env, _ := os.ReadFile(filepath.Join(rec, "env")); strings.Contains(string(env), "the sudo password") {
+		t.Errorf("ssh's environment holds the sudo password")
+	}
+	if !strings.Contains(string(args), "KnownHostsCommand=none") || !strings.Contains(string(args), "VerifyHostKeyDNS=no") || strings.Contains(string(args), "hostname") {
+		t.Errorf("ssh's arguments widen the pinning or carry the script:\n%s", args)
+	}
+	if in, _ := os.ReadFile(filepath.Join(rec, "stdin")); !strings.HasPrefix(string(in), "the sudo password\n@@magibake-check-script\n{\n") {
+		t.Errorf("ssh's stdin starts %.80q, want the password, the marker and the script", in)
+	}
+	// A sudo that asks for no password leaves the password line to the
+	// shell, which skips it: the script still runs.
+	t.Setenv("FAKE_SUDO_NOPASS", "1")
+	code, stdout, _ = execute(t, "check", "caspar", "--address", "caspar=10.9.9.9")
+	if code != 4 || !strings.Contains(stdout, "PASS  caspar     reach              ssh pi@10.9.9.9, baked host key") {
+		t.Errorf("check with a sudo that asks for no password: exit %d:\n%s", code, stdout)
+	}
+	t.Setenv("FAKE_SUDO_NOPASS", "")
 
 	// Without --address: the profile's home address, NAME.local; --json.
 	code, stdout, _ = execute(t, "check", "melchior", "--json")

@@ -11,6 +11,7 @@ import (
 	"github.com/magibake/magibake/internal/bytesize"
 	"github.com/magibake/magibake/internal/fault"
 	"github.com/magibake/magibake/internal/inspect"
+	"github.com/magibake/magibake/internal/termtext"
 )
 
 func newInspect() *cobra.Command {
@@ -51,6 +52,8 @@ file written with its sha256.`,
 }
 
 func printReport(w io.Writer, r *inspect.Report) {
+	// Text read from the card, shown so that it cannot act on a terminal.
+	l := termtext.Line
 	fmt.Fprintf(w, "image           %s (%s, sha256 %s)\n", r.Path, bytesize.Format(r.Size), r.SHA256)
 	fmt.Fprintf(w, "disk signature  %s\n", r.DiskSignature)
 	fmt.Fprintln(w, "partitions")
@@ -62,25 +65,25 @@ func printReport(w io.Writer, r *inspect.Report) {
 		fmt.Fprintf(w, "  %d  %s %-12s start %10d  size %10d (%s)%s\n", p.Index, p.Type, p.TypeName, p.Start, p.Size, bytesize.Format(p.Size), boot)
 	}
 	if r.RootError != "" {
-		fmt.Fprintf(w, "root filesystem not readable: %s\n", r.RootError)
+		fmt.Fprintf(w, "root filesystem not readable: %s\n", l(r.RootError))
 		return
 	}
 	switch name := r.OSRelease["PRETTY_NAME"]; {
 	case name != "":
-		fmt.Fprintf(w, "os              %s\n", name)
+		fmt.Fprintf(w, "os              %s\n", l(name))
 	case r.OSRelease == nil:
 		fmt.Fprintln(w, "os              unknown (no /etc/os-release)")
 	default:
-		fmt.Fprintf(w, "os              %s %s\n", r.OSRelease["NAME"], r.Release)
+		fmt.Fprintf(w, "os              %s %s\n", l(r.OSRelease["NAME"]), l(r.Release))
 	}
 	m := r.Manifest
 	if m == nil {
 		fmt.Fprintln(w, "manifest        none (not baked by magibake)")
 		return
 	}
-	fmt.Fprintf(w, "manifest        node %s, %s %s, baked at %s\n", m.Node, m.Tool, m.Version, m.BakedAt.Format("2006-01-02 15:04:05 UTC"))
-	fmt.Fprintf(w, "profile digest  %s\n", m.ProfileDigest)
-	fmt.Fprintf(w, "base sha256     %s\n", m.BaseSHA256)
+	fmt.Fprintf(w, "manifest        node %s, %s %s, baked at %s\n", l(m.Node), l(m.Tool), l(m.Version), m.BakedAt.Format("2006-01-02 15:04:05 UTC"))
+	fmt.Fprintf(w, "profile digest  %s\n", l(m.ProfileDigest))
+	fmt.Fprintf(w, "base sha256     %s\n", l(m.BaseSHA256))
 	fmt.Fprintf(w, "files           %d\n", len(m.Files))
 	for _, f := range m.Files {
 		detail := f.SHA256
@@ -92,6 +95,6 @@ func printReport(w io.Writer, r *inspect.Report) {
 		case detail == "":
 			detail = "-"
 		}
-		fmt.Fprintf(w, "  %-4s %-7s %-4s %4s %5s  %s  %s\n", f.Partition, f.Kind, f.Mode, fmt.Sprint(f.UID), fmt.Sprint(f.GID), f.Path, detail)
+		fmt.Fprintf(w, "  %-4s %-7s %-4s %4s %5s  %s  %s\n", l(f.Partition), l(f.Kind), l(f.Mode), fmt.Sprint(f.UID), fmt.Sprint(f.GID), l(f.Path), l(detail))
 	}
 }

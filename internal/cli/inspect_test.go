@@ -9,6 +9,7 @@ import (
 
 	"github.com/magibake/magibake/internal/fixture"
 	"github.com/magibake/magibake/internal/inspect"
+	"github.com/magibake/magibake/internal/manifest"
 )
 
 // TestInspectAndDiff bakes caspar from each fixture variant, then reads the
@@ -131,5 +132,23 @@ func TestInspectBadInput(t *testing.T) {
 	}
 	if code, _, _ := execute(t, "diff", notDisk); code != 2 {
 		t.Errorf("diff without --node: exit %d, want 2", code)
+	}
+}
+
+// TestInspectEscapes: what inspect prints from a card cannot act on a
+// terminal.
+func TestInspectEscapes(t *testing.T) {
+	r := &inspect.Report{Path: "card.img", OSRelease: map[string]string{"PRETTY_NAME": "Debian\x1b]0;owned\a"},
+		Manifest: &manifest.Manifest{Node: "caspar\x1b[2J", Tool: "magibake", Files: []manifest.Entry{{Partition: "root", Kind: "file", Path: "/etc/x\r\nFAKE line"}}}}
+	var b strings.Builder
+	printReport(&b, r)
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\a\r") || strings.Contains(out, "\nFAKE") {
+		t.Errorf("control characters from the card reach the terminal:\n%q", out)
+	}
+	for _, want := range []string{`Debian\x1b]0;owned\a`, `node caspar\x1b[2J,`, `/etc/x\r\nFAKE line`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %s:\n%s", want, out)
+		}
 	}
 }

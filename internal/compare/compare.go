@@ -18,6 +18,7 @@ import (
 	"github.com/magibake/magibake/internal/ext4"
 	"github.com/magibake/magibake/internal/fatread"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/redact"
 )
 
 // Result is what differs between one path of the card and its operation.
@@ -201,4 +202,24 @@ func Cmdline(text string, op plan.Op) (notOneLine bool, unset, kept []string) {
 		}
 	}
 	return notOneLine, unset, kept
+}
+
+// Reveal is a value of op (a link target, a command-line word, a content
+// hash) as diff and check show it: nothing of a secret operation, and any
+// of the plan's secret values masked wherever else it appears. Both use
+// it, so neither shows what the other masks.
+func Reveal(op plan.Op, secrets *redact.Secrets, v string) string {
+	if op.Secret {
+		return redact.Mask
+	}
+	return secrets.String(v)
+}
+
+// TargetDiffers words a symlink that points to got instead of op's target,
+// for diff and check alike (see Reveal).
+func TargetDiffers(op plan.Op, secrets *redact.Secrets, got string) string {
+	if op.Secret {
+		return "secret link target differs"
+	}
+	return fmt.Sprintf("points to %q, plan %q", Reveal(op, secrets, got), Reveal(op, secrets, op.Target))
 }

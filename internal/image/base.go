@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"github.com/ulikunitz/xz"
@@ -55,7 +56,6 @@ type Base struct {
 	temp   string // temp file to delete on Close
 	lock   *tempfile.Lock
 	fill   *fill // the cache entry being made from temp, or nil
-	hashed bool  // the .img.xz was hashed by this open (not a remembered sum)
 }
 
 // TempPattern matches the names of the temp files bases are decompressed
@@ -78,6 +78,10 @@ type Options struct {
 	// known with a cache (before anything is decompressed into the cache
 	// or evicted from it); an error from it is returned as is.
 	CheckSum func(sum string) error
+	// Warn, if set, is told in one line about what the cache had to
+	// correct: an entry changed since it was written, a remembered sum
+	// that did not match the file.
+	Warn func(string)
 	// OnDemand reads an .img.xz of many small blocks (xz -T0 makes them)
 	// by decoding only the blocks a read needs, unless it is in the cache:
 	// for builds whose outputs are all .img.xz, which copy the blocks the
@@ -154,66 +158,51 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 			b.xzFile, b.xz = f, idx
 		}
 	}()
-	if o.CacheDir != "" && o.Adoptable && !o.OnDemand {
-		b, err = decompressAdoptable(ctx, f, x, fileSize, path, o)
-		if b != nil && (b.Cached || !b.hashed) {
-			idx = nil // see cachedSum: its blocks are not offered for copying
+	onDemand := o.OnDemand && idx != nil && maxBlock(idx) <= maxOnDemandBlock
+	if o.CacheDir != "" && !onDemand {
+		b, err = fromCache(ctx, f, x, fileSize, path, o)
+		if b != nil && b.Cached {
+			idx = nil // found by a remembered sum: its blocks are not offered for copying (XZ)
 		}
 		return b, err
 	}
-	var sum string
-	if o.CacheDir != "" || o.OnDemand && idx != nil {
-		if o.CacheDir != "" && !o.OnDemand {
-			// Only to find the decompressed entry (see sumSuffix); the
-			// file's blocks are then not offered for copying (XZ).
-			var remembered bool
-			sum, remembered, err = cachedSum(ctx, f, path, o.CacheDir)
-			if remembered {
-				idx = nil
-			}
-		} else {
-			// On demand, blocks of this very file are copied into the card
-			// and trusted by this sum: hash it.
-			sum, err = hashFile(ctx, f)
+	if !onDemand {
+		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "", o.Progress)
+		return b, err
+	}
+	// On demand, blocks of this very file are copied into the card and
+	// trusted by this sum: hash it.
+	sum, err := hashFile(ctx, f)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("base %s: %w", path, err)
-		}
-		if o.CheckSum != nil {
-			if err := o.CheckSum(sum); err != nil {
-				return nil, err
-			}
+		return nil, fmt.Errorf("base %s: %w", path, err)
+	}
+	if o.CheckSum != nil {
+		if err := o.CheckSum(sum); err != nil {
+			return nil, err
 		}
 	}
 	if o.CacheDir != "" {
-		if b = openEntry(x, path, sum, entryPath(o.CacheDir, sum)); b != nil {
+		if b = openEntry(x, path, sum, o.CacheDir, o.Warn); b != nil {
 			return b, nil
 		}
 	}
-	if o.OnDemand && idx != nil && maxBlock(idx) <= maxOnDemandBlock {
-		b = &Base{Path: path, SHA256: sum, Compressed: true, OnDemand: true, raw: x, size: x.Size(),
-			Verified: markedVerified(o.CacheDir, sum)}
-		return b, nil
-	}
-	if o.CacheDir != "" {
-		b, err = decompressCached(ctx, f, fileSize, path, sum, o.CacheDir, o.Progress)
-	} else {
-		b, err = decompressAny(ctx, f, fileSize, path, o.TempDir, "", "", o.Progress)
-	}
-	return b, err
+	b = &Base{Path: path, SHA256: sum, Compressed: true, OnDemand: true, raw: x, size: x.Size(),
+		Verified: markedVerified(o.CacheDir, sum)}
+	return b, nil
 }
 
-// decompressAdoptable opens the .img.xz f from the cache when its sum is
-// remembered and the entry is there; otherwise it decompresses f into
-// o.TempDir, hashing it alongside rather than first (the sum names the
-// entry, and hashing 800 MB took 0.6 s before decoding could start), and
-// fills the cache from it (see fill). A file whose identity changed while
-// its bytes did not is decompressed again: the hash comes too late to find
-// its entry.
-func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fileSize int64, path string, o Options) (*Base, error) {
+// fromCache opens the .img.xz f through the cache: the one way its
+// entries are found and made. A file whose sum is remembered (see
+// sumSuffix) is looked up by it, after the sum passed o.CheckSum. Otherwise
+// it is decompressed, hashed as it is read, into the cache (the temp file
+// then becomes the entry) or, to be adopted by a card, into o.TempDir with
+// the entry filled alongside (see fill). Every decompression hashes what
+// it reads, and its sum, not a remembered one, is what o.CheckSum sees,
+// what the Base carries and what names the entry.
+func fromCache(ctx context.Context, f *os.File, x *xzblocks.Reader, fileSize int64, path string, o Options) (*Base, error) {
 	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("base %s: decompressed-base cache: %w (--no-cache decompresses beside the output instead)", path, err)
 	}
@@ -224,16 +213,25 @@ func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fi
 				return nil, err
 			}
 		}
-		if b := openEntry(x, path, sum, entryPath(o.CacheDir, sum)); b != nil {
+		if b := openEntry(x, path, sum, o.CacheDir, o.Warn); b != nil {
 			return b, nil
 		}
 	}
-	b, err := decompressAny(ctx, f, fileSize, path, o.TempDir, sum, o.CacheDir, o.Progress)
+	dir, fillDir := o.CacheDir, ""
+	if o.Adoptable {
+		dir, fillDir = o.TempDir, o.CacheDir
+	}
+	b, err := decompressAny(ctx, f, fileSize, path, dir, fillDir, o.Progress)
 	if err != nil {
+		if dir == o.CacheDir && strings.Contains(err.Error(), "decompress into "+o.CacheDir) {
+			err = fmt.Errorf("%w (--no-cache decompresses beside the output instead)", err)
+		}
 		return nil, err
 	}
-	if !remembered {
-		b.hashed = true
+	if remembered && b.SHA256 != sum && o.Warn != nil {
+		o.Warn(fmt.Sprintf("base %s: its sha256 is %s, not %s as remembered for it: the remembered sum is replaced", path, b.SHA256, sum))
+	}
+	if !remembered || b.SHA256 != sum {
 		if o.CheckSum != nil {
 			if err := o.CheckSum(b.SHA256); err != nil {
 				b.Close()
@@ -242,20 +240,41 @@ func decompressAdoptable(ctx context.Context, f *os.File, x *xzblocks.Reader, fi
 		}
 		rememberSum(f, path, o.CacheDir, b.SHA256)
 	}
-	written := b.fill != nil
-	if !written {
-		// Decompressed by streaming: the entry is copied afterwards.
-		b.fill, _ = newFill(o.CacheDir, b.file)
-	}
-	if b.fill != nil {
-		if _, err := os.Stat(entryPath(o.CacheDir, b.SHA256)); err == nil {
-			b.fill.discard() // there already, under another identity of the file
-			b.fill = nil
-		} else {
-			b.fill.complete(ctx, b.file, b.size, written, b.SHA256, o.CacheDir)
-		}
-	}
+	b.keep(ctx, o.CacheDir)
 	return b, nil
+}
+
+// keep makes the decompressed b the cache's entry for its sum, unless
+// there is one already (made under another identity of the same file):
+// its temp file is renamed into place when it was decompressed into the
+// cache, else the entry is filled from it (see fill).
+func (b *Base) keep(ctx context.Context, cacheDir string) {
+	entry := entryPath(cacheDir, b.SHA256)
+	_, err := os.Stat(entry)
+	there := err == nil
+	if b.fill == nil && b.temp != "" && sameDir(filepath.Dir(b.temp), cacheDir) {
+		// Complete, or not there at all.
+		if !there && b.file.Sync() == nil && os.Rename(b.temp, entry) == nil {
+			b.temp = ""
+			recordIdentity(entry)
+			evict(cacheDir, entry)
+		}
+		return
+	}
+	written := b.fill != nil
+	if !written && !there {
+		// Decompressed by streaming: the entry is copied afterwards.
+		b.fill, _ = newFill(cacheDir, b.file)
+	}
+	if b.fill == nil {
+		return
+	}
+	if there {
+		b.fill.discard()
+		b.fill = nil
+		return
+	}
+	b.fill.complete(ctx, b.file, b.size, written, b.SHA256, cacheDir)
 }
 
 // Adopt hands the decompressed temp file over to the card that will be
@@ -309,11 +328,11 @@ func hashFile(ctx context.Context, f *os.File) (string, error) {
 }
 
 // decompressAny decompresses the .img.xz f into a temp file in dir, in
-// parallel when it has several blocks. sum, when known, is the file's
-// sha256 and is not computed again.
-func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, sum, cacheDir string, progress func(done, total int64)) (*Base, error) {
+// parallel when it has several blocks, and hashes f as it goes. With a
+// fillDir, the cache entry is filled there alongside.
+func decompressAny(ctx context.Context, f *os.File, fileSize int64, path, dir, fillDir string, progress func(done, total int64)) (*Base, error) {
 	in := &counter{r: f, total: fileSize, fn: progress}
-	if b, ok, err := decompressParallel(ctx, f, in, fileSize, path, dir, sum, cacheDir); ok {
+	if b, ok, err := decompressParallel(ctx, f, in, fileSize, path, dir, fillDir); ok {
 		return b, err
 	}
 	in.n.Store(0)
@@ -341,7 +360,7 @@ func (c *counter) ReadAt(p []byte, off int64) (int, error) {
 // reports ok=false (and leaves nothing behind) when the file has a single
 // block or its index cannot be read: streaming then does the work and names
 // the damage (truncated, trailing data) as it always has.
-func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSize int64, path, tempDir, knownSum, cacheDir string) (*Base, bool, error) {
+func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSize int64, path, tempDir, cacheDir string) (*Base, bool, error) {
 	x, err := xzblocks.Open(in, fileSize)
 	if err != nil || x.Index().Streams == 1 && len(x.Index().Blocks) <= 1 {
 		return nil, false, nil
@@ -358,12 +377,9 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 	hctx, stopHash := context.WithCancel(ctx)
 	defer stopHash()
 	sum := make(chan error, 1)
-	b.SHA256 = knownSum
 	go func() {
 		var err error
-		if knownSum == "" {
-			b.SHA256, err = hashFile(hctx, f)
-		}
+		b.SHA256, err = hashFile(hctx, f)
 		sum <- err
 	}()
 	err = x.DecodeTo(ctx, teeWriter{base: tmp, entry: b.fill}, 0, true)

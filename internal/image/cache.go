@@ -1,7 +1,6 @@
 package image
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -68,9 +67,11 @@ func markedVerified(cacheDir, sum string) bool {
 // not read 800 MB again only to find its cache entry: hashing took 1.2 s of
 // a 3.2 s re-bake. A file written since gets a new ctime, so a new hash.
 // A remembered sum is only ever used to find a cache entry, whose content
-// was decoded and checked when it was made: what the card is made of does
-// not depend on the file's current bytes. Where they matter (a raw .img, an
-// .img.xz read on demand whose blocks are copied) the file is hashed.
+// was decoded and checked when it was made (and is used only as it was
+// written, see idSuffix): what the card is made of does not depend on the
+// file's current bytes. Whenever the file is decompressed, or its bytes
+// matter otherwise (a raw .img, an .img.xz read on demand whose blocks are
+// copied), it is hashed, and that sum replaces a remembered one.
 const sumSuffix = ".sha256"
 
 // keepSums is how many remembered sums evict keeps (they are tiny).
@@ -95,19 +96,6 @@ func statKey(f *os.File, path string) string {
 	id := fmt.Sprintf("%s\x00%d\x00%d\x00%d\x00%d\x00%d.%d", abs, sys.Dev, sys.Ino, st.Size(), st.ModTime().UnixNano(), sys.Ctim.Sec, sys.Ctim.Nsec)
 	h := sha256.Sum256([]byte(id))
 	return hex.EncodeToString(h[:12])
-}
-
-// cachedSum is hashFile through the remembered sums of cacheDir;
-// remembered says the file was not read.
-func cachedSum(ctx context.Context, f *os.File, path, cacheDir string) (sum string, remembered bool, err error) {
-	if sum, ok := rememberedSum(f, path, cacheDir); ok {
-		return sum, true, nil
-	}
-	if sum, err = hashFile(ctx, f); err != nil {
-		return "", false, err
-	}
-	rememberSum(f, path, cacheDir, sum)
-	return sum, false, nil
 }
 
 // rememberedSum is the sum cacheDir remembers for f, if any.
@@ -145,33 +133,43 @@ func rememberSum(f *os.File, path, cacheDir, sum string) {
 // entryPath is where the cache keeps the .img.xz whose sha256 is sum.
 func entryPath(cacheDir, sum string) string { return filepath.Join(cacheDir, sum+".img") }
 
-// decompressCached decompresses the .img.xz f, whose sha256 is sum, into
-// cacheDir, where later builds find it (openEntry).
-func decompressCached(ctx context.Context, f *os.File, fileSize int64, path, sum, cacheDir string, progress func(done, total int64)) (*Base, error) {
-	entry := entryPath(cacheDir, sum)
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("base %s: decompressed-base cache: %w (--no-cache decompresses beside the output instead)", path, err)
-	}
-	b, err := decompressAny(ctx, f, fileSize, path, cacheDir, sum, "", progress)
+// idSuffix names the record of a cache entry's identity as it was when the
+// entry was written (see identity), beside the entry: an entry whose
+// identity differs, or that has no record, was changed since (mounted and
+// edited, written by a tool) and is not used. Its modification time is the
+// entry's last use, for evict: touching the entry itself would change it.
+const idSuffix = ".id"
+
+// identity is what a write to the file at p changes: its inode, size, and
+// modification and change times (nobody can set the change time).
+func identity(p string) string {
+	st, err := os.Stat(p)
 	if err != nil {
-		if strings.Contains(err.Error(), "decompress into "+cacheDir) {
-			err = fmt.Errorf("%w (--no-cache decompresses beside the output instead)", err)
-		}
-		return nil, err
+		return ""
 	}
-	// The temp file becomes the entry: complete, or not there at all.
-	if err := b.file.Sync(); err == nil {
-		if err := os.Rename(b.temp, entry); err == nil {
-			b.temp = ""
-			evict(cacheDir, entry)
-		}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
 	}
-	return b, nil
+	return fmt.Sprintf("inode %d, size %d, modified %d, changed %d.%09d",
+		sys.Ino, st.Size(), st.ModTime().UnixNano(), sys.Ctim.Sec, sys.Ctim.Nsec)
 }
 
-// openEntry opens a cache entry if there is one of the right size (the
-// size the xz index x gives, when it could be read); nil otherwise.
-func openEntry(x *xzblocks.Reader, path, sum, entry string) *Base {
+// recordIdentity records the identity of the entry just written.
+func recordIdentity(entry string) {
+	id := identity(entry)
+	tmp := entry + idSuffix + ".tmp"
+	if id == "" || os.WriteFile(tmp, []byte(id), 0o644) != nil || os.Rename(tmp, entry+idSuffix) != nil {
+		os.Remove(tmp) // without a record the entry is not used: it costs a decompression
+	}
+}
+
+// openEntry opens the cache entry for sum if there is one of the right size
+// (the size the xz index x gives, when it could be read) that is as it was
+// written; nil otherwise. An entry changed since is removed, and warn is
+// told so.
+func openEntry(x *xzblocks.Reader, path, sum, cacheDir string, warn func(string)) *Base {
+	entry := entryPath(cacheDir, sum)
 	c, err := os.Open(entry)
 	if err != nil {
 		return nil
@@ -181,13 +179,36 @@ func openEntry(x *xzblocks.Reader, path, sum, entry string) *Base {
 		c.Close()
 		return nil
 	}
-	if x != nil && x.Size() != st.Size() {
+	recorded, err := os.ReadFile(entry + idSuffix)
+	now := identity(entry)
+	if why := ""; err != nil || string(recorded) != now || x != nil && x.Size() != st.Size() {
+		switch {
+		case err != nil:
+			why = "no record of it as written"
+		case string(recorded) != now:
+			why = "written " + string(recorded) + "; now " + now
+		default:
+			why = fmt.Sprintf("%d bytes, the base holds %d", st.Size(), x.Size())
+		}
 		c.Close()
+		os.Remove(entry)
+		os.Remove(entry + idSuffix)
+		if warn != nil {
+			warn(fmt.Sprintf("cache entry %s changed since it was written (%s): decompressing the base again", entry, why))
+		}
 		return nil
 	}
-	now := time.Now()
-	os.Chtimes(entry, now, now) // most recently used, for evict
+	t := time.Now()
+	os.Chtimes(entry+idSuffix, t, t) // most recently used, for evict
 	return &Base{Path: path, SHA256: sum, Compressed: true, Cached: true, Verified: true, raw: c, file: c, size: st.Size()}
+}
+
+// lastUse is when the entry at p was last used: its record's time.
+func lastUse(dir string, e fs.FileInfo) time.Time {
+	if st, err := os.Stat(filepath.Join(dir, e.Name()+idSuffix)); err == nil {
+		return st.ModTime()
+	}
+	return e.ModTime()
 }
 
 // evict removes all but the keepCached most recently used entries, the
@@ -207,6 +228,10 @@ func evict(dir, keep string) {
 			continue
 		}
 		switch {
+		case strings.HasSuffix(e.Name(), ".img"+idSuffix):
+			if _, err := os.Stat(filepath.Join(dir, strings.TrimSuffix(e.Name(), idSuffix))); err != nil {
+				os.Remove(filepath.Join(dir, e.Name())) // its entry is gone
+			}
 		case strings.HasSuffix(e.Name(), ".img"):
 			entries = append(entries, info)
 		case strings.HasSuffix(e.Name(), verifiedSuffix):
@@ -224,9 +249,12 @@ func evict(dir, keep string) {
 		if strings.HasSuffix(keep, l.suffix) {
 			n-- // keep itself is one of them
 		}
-		slices.SortFunc(l.files, func(a, b fs.FileInfo) int { return b.ModTime().Compare(a.ModTime()) })
+		slices.SortFunc(l.files, func(a, b fs.FileInfo) int { return lastUse(dir, b).Compare(lastUse(dir, a)) })
 		for _, e := range l.files[min(len(l.files), n):] {
 			os.Remove(filepath.Join(dir, e.Name()))
+			if l.suffix == ".img" {
+				os.Remove(filepath.Join(dir, e.Name()+idSuffix))
+			}
 		}
 	}
 }

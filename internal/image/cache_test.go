@@ -188,14 +188,32 @@ func TestRememberedSum(t *testing.T) {
 	if mine == "" {
 		t.Fatalf("no remembered sum in %v", sums)
 	}
+	// A remembered sum that does not match the file (here: no entry under
+	// it, as when the entry was evicted) is never attached to bytes nobody
+	// hashed: the file is decompressed and hashed, and its own sum replaces
+	// the remembered one.
 	fake := strings.Repeat("ab", 32)
 	os.WriteFile(mine, []byte(fake), 0o644)
-	b := open(xzPath, false)
-	if b.SHA256 != fake {
-		t.Errorf("sum %s, want the remembered %s", b.SHA256, fake)
+	var warned []string
+	b, err := OpenBaseWith(context.Background(), xzPath, Options{TempDir: dir, CacheDir: cacheDir, Warn: func(s string) { warned = append(warned, s) }})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if f, idx := b.CompressedBlocks(); f != nil || idx != nil {
-		t.Error("blocks of a file known only by a remembered sum are offered for copying")
+	b.Close()
+	if b.SHA256 != real || b.Cached || len(warned) != 1 || !strings.Contains(warned[0], "not "+fake+" as remembered for it") {
+		t.Errorf("remembered sum without its entry: sum %s (file's %s), cached %v, warned %q", b.SHA256, real, b.Cached, warned)
+	}
+	if got, _ := os.ReadFile(mine); string(got) != real {
+		t.Errorf("remembered %s after the file was hashed, want %s", got, real)
+	}
+	// An entry under the remembered sum is found by it, the file unread;
+	// then no blocks of the file are offered for copying.
+	os.WriteFile(mine, []byte(fake), 0o644)
+	os.Rename(entryPath(cacheDir, real), entryPath(cacheDir, fake))
+	recordIdentity(entryPath(cacheDir, fake))
+	b = open(xzPath, false)
+	if b.SHA256 != fake || !b.Cached {
+		t.Errorf("sum %s, cached %v: want the remembered %s finding its entry", b.SHA256, b.Cached, fake)
 	}
 	if got := open(xzPath, true).SHA256; got != real {
 		t.Errorf("on demand: sum %s, want the file's %s", got, real)
@@ -261,4 +279,54 @@ func TestCheckSumBeforeCaching(t *testing.T) {
 	if left, _ := os.ReadDir(dir); len(left) > 0 {
 		t.Errorf("left beside the output: %d files", len(left))
 	}
+}
+
+// TestCacheEntryChanged: an entry changed after it was written (same size:
+// mounted and edited, or written by a tool) is noticed by its identity,
+// said so in one line, and decompressed again; so is an entry without a
+// record of how it was written.
+func TestCacheEntryChanged(t *testing.T) {
+	dir, cacheDir := t.TempDir(), filepath.Join(t.TempDir(), "cache")
+	disk := mkDisk(4<<20, [3]int64{0x0c, 2048, 2048}, [3]int64{0x83, 4096, 2048})
+	rand.New(rand.NewSource(5)).Read(disk[1<<20 : 2<<20])
+	xzPath := xzFile(t, dir, disk)
+	open := func(wantCached bool, wantWarning string) {
+		t.Helper()
+		var warned []string
+		b, err := OpenBaseWith(context.Background(), xzPath, Options{TempDir: dir, CacheDir: cacheDir, Warn: func(s string) { warned = append(warned, s) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		got := make([]byte, len(disk))
+		if _, err := b.ReadAt(got, 0); err != nil || !bytes.Equal(got, disk) {
+			t.Errorf("content differs from the base (err %v)", err)
+		}
+		if b.Cached != wantCached {
+			t.Errorf("cached %v, want %v", b.Cached, wantCached)
+		}
+		switch {
+		case wantWarning == "" && len(warned) > 0:
+			t.Errorf("warned %q", warned)
+		case wantWarning != "" && (len(warned) != 1 || !strings.Contains(warned[0], wantWarning)):
+			t.Errorf("warned %q, want one line with %q", warned, wantWarning)
+		}
+	}
+	open(false, "")
+	open(true, "")
+	entries, _ := filepath.Glob(filepath.Join(cacheDir, "*.img"))
+	if len(entries) != 1 {
+		t.Fatalf("entries %v", entries)
+	}
+	f, err := os.OpenFile(entries[0], os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("edited"), 1<<20+100)
+	f.Close()
+	open(false, "cache entry "+entries[0]+" changed since it was written (written inode ")
+	open(true, "")
+	os.Remove(entries[0] + idSuffix)
+	open(false, "changed since it was written (no record of it as written)")
+	open(true, "")
 }

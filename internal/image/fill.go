@@ -89,6 +89,7 @@ func (fl *fill) complete(ctx context.Context, temp *os.File, size int64, written
 			return
 		}
 		fl.lock.Release()
+		recordIdentity(entry)
 		evict(cacheDir, entry)
 	}()
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/magibake/magibake/internal/compare"
 	"github.com/magibake/magibake/internal/manifest"
 	"github.com/magibake/magibake/internal/plan"
+	"github.com/magibake/magibake/internal/redact"
 )
 
 // Status says what a re-bake would do to one path.
@@ -54,7 +55,7 @@ func (im *Image) Diff(p *plan.Plan) ([]Change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s on %s: %w", im.Path, op.Path, op.Partition, err)
 		}
-		out = append(out, change(op, r))
+		out = append(out, change(op, r, p.Secrets))
 	}
 	if data, err := root.ReadFile(manifest.Path); err == nil {
 		if m, err := manifest.Parse(data); err == nil {
@@ -75,7 +76,7 @@ func (im *Image) Diff(p *plan.Plan) ([]Change, error) {
 
 // change words what a re-bake would do about r: the first difference in the
 // order a reader cares about (content before mode before owner).
-func change(op plan.Op, r compare.Result) Change {
+func change(op plan.Op, r compare.Result, secrets *redact.Secrets) Change {
 	c := Change{Status: Changed, Partition: op.Partition.String(), Kind: string(op.Kind), Path: op.Path}
 	if !op.Secret {
 		// A hash of a secret file lets whoever reads it test guesses.
@@ -90,7 +91,7 @@ func change(op plan.Op, r compare.Result) Change {
 	case op.Kind == plan.WriteFile && r.Type:
 		c.Detail = fmt.Sprintf("is %v, plan writes a file", st.Mode.Type())
 	case r.Target:
-		c.Detail = fmt.Sprintf("points to %q, plan %q", st.Target, op.Target)
+		c.Detail = compare.TargetDiffers(op, secrets, st.Target)
 	case r.Type || r.Content:
 		c.Detail = "content differs"
 	case r.Mode:
@@ -99,9 +100,6 @@ func change(op plan.Op, r compare.Result) Change {
 		c.Detail = fmt.Sprintf("owner %d:%d, plan %d:%d", st.UID, st.GID, op.UID, op.GID)
 	default:
 		c.Status = Same
-	}
-	if op.Secret && op.Kind == plan.Symlink && c.Detail != "" {
-		c.Detail = "secret link target differs"
 	}
 	return c
 }

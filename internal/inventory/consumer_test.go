@@ -187,7 +187,10 @@ func TestSSHReadsConfig(t *testing.T) {
 	for _, tc := range clusters {
 		c := tc.load(t)
 		file := filepath.Join(t.TempDir(), "config")
-		if err := os.WriteFile(file, SSHConfig(c, "magibake known-hosts"), 0o600); err != nil {
+		// A user's catch-all block after ours must not widen the pinning:
+		// ssh takes the first value it reads for each option.
+		widen := "\nHost *\n  GlobalKnownHostsFile /etc/ssh/ssh_known_hosts\n  KnownHostsCommand /bin/echo %H\n  VerifyHostKeyDNS yes\n"
+		if err := os.WriteFile(file, append(SSHConfig(c, "magibake known-hosts"), widen...), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if len(want[tc.name]) != len(c.Nodes) {
@@ -206,6 +209,9 @@ func TestSSHReadsConfig(t *testing.T) {
 				"hostkeyalias":          w[2],
 				"userknownhostsfile":    filepath.Join(u.HomeDir, ".ssh", "known_hosts."+tc.name),
 				"stricthostkeychecking": "true",
+				"globalknownhostsfile":  "/dev/null",
+				"knownhostscommand":     "", // none: ssh -G prints nothing
+				"verifyhostkeydns":      "false",
 			} {
 				if opts[k] != v {
 					t.Errorf("%s: ssh -G -F %s %s: %s is %q, want %q", tc.name, file, node, k, opts[k], v)

@@ -31,6 +31,10 @@ func SSHConfig(c *profile.Cluster, knownHosts string) []byte {
 		fmt.Fprintf(&b, "  User %s\n", c.User.Name)
 		fmt.Fprintf(&b, "  HostKeyAlias %s\n", n.Hostname)
 		fmt.Fprintf(&b, "  UserKnownHostsFile %s\n", file)
+		// Only that file: not the system's known_hosts, a command or DNS.
+		b.WriteString("  GlobalKnownHostsFile /dev/null\n")
+		b.WriteString("  KnownHostsCommand none\n")
+		b.WriteString("  VerifyHostKeyDNS no\n")
 		b.WriteString("  StrictHostKeyChecking yes\n")
 	}
 	return []byte(b.String())
