@@ -178,7 +178,12 @@ func (d *device) write(ctx context.Context, card *Card, o Options, h hooks) (*Re
 		if stale >= 0 {
 			res.Discarded = false
 			res.Why = fmt.Sprintf("a skipped block (at byte %d) did not read back zero after the discard", stale)
-			s, err := d.zeroRanges(ctx, append(skipped, span{max(card.Size, d.size-unit), d.size}))
+			s, err := d.zeroRanges(ctx, skipped)
+			if err == nil {
+				var tail []rangeSum
+				tail, err = d.zeroTail(card.Size)
+				s = append(s, tail...)
+			}
 			sums = append(sums, s...)
 			for _, s := range s {
 				res.Written += s.n
@@ -269,8 +274,9 @@ func (d *device) staleSkipped(ctx context.Context, skipped []span, cardSize int6
 	return -1, read, nil
 }
 
-// zeroRanges writes zeros over the given ranges, rounded out to the
-// device's blocks, and returns what it wrote.
+// zeroRanges writes zeros over the given ranges of the card, rounded out
+// to the device's blocks, and returns what it wrote (zeroTail does the
+// device's last MiB).
 func (d *device) zeroRanges(ctx context.Context, spans []span) ([]rangeSum, error) {
 	buf := alignedBuf(chunk)
 	var sums []rangeSum
