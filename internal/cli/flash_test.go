@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -39,9 +40,43 @@ func flashLoop(t *testing.T, backing string, size int64) string {
 	t.Cleanup(func() {
 		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
 			t.Errorf("losetup --detach %s: %v\n%s", dev, err, out)
+			return
 		}
+		// The kernel lets go of the backing file when the device's last
+		// user closes it, which can come after losetup returns: until then
+		// the file system holding the file cannot be unmounted (a loaded
+		// CI host saw "target is busy").
+		backingFile := filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file")
+		for i := 0; i < 600; i++ {
+			if _, err := os.Stat(backingFile); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("%s still holds %s a minute after losetup --detach", dev, backing)
 	})
 	return dev
+}
+
+// flashMount mounts dev on mnt and unmounts it when the test ends, waiting
+// while the kernel still reports it busy (a loop device over one of its
+// files being released).
+func flashMount(t *testing.T, fs, dev, mnt string, opts ...string) {
+	t.Helper()
+	testkit.Run(t, "mount", append(append([]string{"-t", fs}, opts...), dev, mnt)...)
+	t.Cleanup(func() {
+		var out []byte
+		var err error
+		for i := 0; i < 600; i++ {
+			if out, err = exec.Command("umount", mnt).CombinedOutput(); err == nil || !bytes.Contains(out, []byte("busy")) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("umount %s: %v\n%s", mnt, err, out)
+		}
+	})
 }
 
 // flashCard makes a 40 MiB card of node caspar in dir, as bake lays one
@@ -106,8 +141,7 @@ func TestFlash(t *testing.T) {
 	testkit.Run(t, "mkfs.ext4", "-q", used, "48M")
 	usedDev := flashLoop(t, used, 0)
 	mnt := t.TempDir()
-	testkit.Run(t, "mount", "-t", "ext4", "-o", "ro", usedDev, mnt)
-	t.Cleanup(func() { testkit.Run(t, "umount", mnt) })
+	flashMount(t, "ext4", usedDev, mnt, "-o", "ro")
 	name := filepath.Base(dev)
 	noTTY := strings.NewReader("")
 
@@ -273,8 +307,7 @@ func TestFlashHoldsCard(t *testing.T) {
 		testkit.Run(t, mkfs[0], append(mkfs[1:], backing)...)
 		dev := flashLoop(t, backing, 0)
 		mnt := t.TempDir()
-		testkit.Run(t, "mount", "-t", fs, dev, mnt)
-		t.Cleanup(func() { testkit.Run(t, "umount", mnt) })
+		flashMount(t, fs, dev, mnt)
 		return dev, mnt
 	}
 	copyTo := func(mnt string) string {
