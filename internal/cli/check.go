@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -87,15 +88,19 @@ code 4 when any check fails.`,
 			if err != nil {
 				return fault.InputError(err)
 			}
-			var results []check.Result
-			for _, n := range nodes {
+			// Every plan first (a profile error stops before any login),
+			// then every node at once: each check waits on its own
+			// machine. The results keep the nodes' order.
+			perNode := make([][]check.Result, len(nodes))
+			var jobs []func()
+			for i, n := range nodes {
 				host := hosts[n.Hostname]
 				if host == "" {
 					host = n.Home
 				}
 				if slices.Contains(gen.Nodes(), n.Hostname) {
-					results = append(results, check.Result{Node: n.Hostname, Check: "reach", Detail: fmt.Sprintf(
-						"no baked SSH host key in %s: build the node's card first (check trusts only that key)", gen.Dir())})
+					perNode[i] = []check.Result{{Node: n.Hostname, Check: "reach", Detail: fmt.Sprintf(
+						"no baked SSH host key in %s: build the node's card first (check trusts only that key)", gen.Dir())}}
 					continue
 				}
 				p, err := s.PlanWith(c, keys, n.Hostname, mtime)
@@ -103,11 +108,17 @@ code 4 when any check fails.`,
 					return fault.InputError(err)
 				}
 				t := check.Target{Cluster: c, Node: n, Plan: p, HostKey: keys[n.Hostname].Public, Upstream: up}
-				results = append(results, checkNode(cmd.Context(), t, host, sshConfig, password)...)
+				jobs = append(jobs, func() { perNode[i] = checkNode(cmd.Context(), t, host, sshConfig, password) })
 			}
+			var wg sync.WaitGroup
+			for _, job := range jobs {
+				wg.Go(job)
+			}
+			wg.Wait()
 			if err := cmd.Context().Err(); err != nil {
 				return err
 			}
+			results := slices.Concat(perNode...)
 			if err := printResults(cmd.OutOrStdout(), results, asJSON); err != nil {
 				return err
 			}

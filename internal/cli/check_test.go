@@ -159,3 +159,49 @@ func TestCheckRefuses(t *testing.T) {
 		t.Errorf("ssh ran although no check could (%v)", err)
 	}
 }
+
+// TestCheckNodesAtOnce: check logs in to every node at once, and prints
+// their results in the profile's order. Each fake ssh waits until all three
+// have started; checked one after another, the first would wait alone and
+// give up.
+func TestCheckNodesAtOnce(t *testing.T) {
+	setEnv(t)
+	savedKeys(t)
+	meet := t.TempDir()
+	bin := t.TempDir()
+	script := `#!/bin/sh
+while [ "$1" != -- ]; do shift; done
+host="$2"
+: >"` + meet + `/$host"
+i=0
+while [ "$(ls "` + meet + `" | wc -l)" -lt 3 ]; do
+	i=$((i + 1))
+	[ $i -lt 600 ] || { echo "fake ssh: $host waited alone" >&2; exit 255; }
+	sleep 0.1
+done
+echo "fake ssh: $host met the others" >&2
+exit 255
+`
+	if err := os.WriteFile(filepath.Join(bin, "ssh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("MAGIBAKE_SUDO_PASSWORD", "")
+	code, stdout, stderr := execute(t, "check")
+	if code != 4 {
+		t.Errorf("check: exit %d, want 4 (no node answers); stderr %q", code, stderr)
+	}
+	var order []string
+	for _, l := range strings.Split(stdout, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[2] == "reach" {
+			order = append(order, f[1])
+			if !strings.Contains(l, "met the others") {
+				t.Errorf("%s was not checked while the others were: %s", f[1], l)
+			}
+		}
+	}
+	if strings.Join(order, " ") != "caspar balthasar melchior" {
+		t.Errorf("reach results in the order %q, want the profile's:\n%s", order, stdout)
+	}
+}
