@@ -117,11 +117,13 @@ demo: tools
 	@mkdir -p $(DEMO)/out
 	@[ -f $(DEMO)/base.img.xz ] || scripts/make-fixture-image $(DEMO)/base.img
 	@[ -f $(DEMO)/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C magibake-demo -f $(DEMO)/id_ed25519
+	@$(MAKE) --no-print-directory build
 	$(DEMO_ENV) MAGIBAKE_SSH_KEYS="$$(cat $(DEMO)/id_ed25519.pub)" \
-		$(GO) run ./cmd/magibake build caspar balthasar melchior --base $(DEMO)/base.img.xz --out-dir $(DEMO)/out
+		bin/magibake build caspar balthasar melchior --base $(DEMO)/base.img.xz --out-dir $(DEMO)/out
 	@echo
 	@echo "Cards in $(DEMO)/out (demo login: pi / raspberry, or ssh -i $(DEMO)/id_ed25519)."
-	@echo "Flash one with: sudo go run ./cmd/magibake flash $(DEMO)/out/caspar.img /dev/sdX   (or dd bs=4M conv=fsync)"
+	@echo "See one: bin/magibake inspect $(DEMO)/out/caspar.img"
+	@echo "Flash one: sudo bin/magibake flash $(DEMO)/out/caspar.img /dev/sdX   (or dd bs=4M conv=fsync)"
 
 fixture:
 	scripts/make-fixture-image $(DEMO)/base.img

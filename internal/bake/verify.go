@@ -23,7 +23,7 @@ func VerifyCard(r io.ReaderAt, size int64, layout image.Layout, p *plan.Plan, m 
 	got, err := image.ReadLayout(r, size)
 	if err != nil {
 		// ReadLayout speaks of a base image; here the card is what we wrote.
-		return fmt.Errorf("verify: partition table: %s", strings.TrimPrefix(err.Error(), image.ErrBadBase.Error()+": "))
+		return fmt.Errorf("verify: partition table: %s", strings.TrimPrefix(err.Error(), image.ErrBadImage.Error()+": "))
 	}
 	if got != layout {
 		return fmt.Errorf("verify: partition table reads back as %+v, the card was baked as %+v", got, layout)

@@ -75,7 +75,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	if o.Base == "" {
-		return fault.UsageError(noBase(in.cluster))
+		return fault.UsageError(noBase(in.cluster, o.Profiles == ""))
 	}
 	sweepOutputDirs(log, jobs)
 	b, err := openBase(ctx, o, in, jobs, log)
@@ -83,12 +83,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer b.Close()
-	staged, err := bakeAll(ctx, o, in, b, jobs, log)
+	staged, done, err := bakeAll(ctx, o, in, b, jobs, log)
 	if err != nil {
 		return err
 	}
 	b.markVerified(o.CacheDir)
-	return commit(ctx, in.newKeys, staged, log)
+	return commit(ctx, in.newKeys, staged, done, log)
 }
 
 func checkArgs(o Options) error {
@@ -99,6 +99,11 @@ func checkArgs(o Options) error {
 		return fault.UsageError(errors.New("give -o FILE or --out-dir DIR, not both"))
 	case o.Output != "" && len(o.Nodes) > 1:
 		return fault.UsageError(fmt.Errorf("-o names one output file but %d nodes were given; use --out-dir DIR", len(o.Nodes)))
+	}
+	if o.Output != "" {
+		if err := output.CardName(o.Output); err != nil {
+			return fault.UsageError(err)
+		}
 	}
 	return nil
 }
@@ -293,9 +298,10 @@ func (b *base) markVerified(cacheDir string) {
 }
 
 // bakeAll bakes each job's plan onto its own view of the base and stages
-// the card beside its output, read back and verified. On error the cards
-// staged so far are discarded.
-func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, log io.Writer) (staged []*output.Staged, err error) {
+// the card beside its output, read back and verified; done holds the line
+// to print for each once it is in place. On error the cards staged so far
+// are discarded.
+func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, log io.Writer) (staged []*output.Staged, done []string, err error) {
 	defer func() {
 		if err != nil {
 			for _, s := range staged {
@@ -306,24 +312,28 @@ func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, lo
 	info := manifest.Info{Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
 	last := adopter(jobs)
 	for i, j := range jobs {
-		s, err := bakeOne(ctx, o, b, j, info, i == last, log)
+		s, line, err := bakeOne(ctx, o, b, j, info, i == last, log)
 		if err != nil {
-			return staged, err
+			return staged, done, err
 		}
 		staged = append(staged, s)
+		done = append(done, line)
 	}
-	return staged, nil
+	return staged, done, nil
 }
 
-func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info, adopt bool, log io.Writer) (*output.Staged, error) {
+// bakeOne bakes and stages one card; the line says what it became, to be
+// printed once it is in place (a card staged, then taken back by an
+// interrupt, was never written).
+func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info, adopt bool, log io.Writer) (*output.Staged, string, error) {
 	start := time.Now()
 	dev := image.NewDevice(b, b.Size())
 	m, err := bake.Apply(ctx, dev, b.layout, j.plan, info)
 	if err != nil {
 		if bake.InputProblem(err) {
-			return nil, fault.InputError(fmt.Errorf("bake %s: base %s: %w", j.plan.Node, o.Base, err))
+			return nil, "", fault.InputError(fmt.Errorf("bake %s: base %s: %w", j.plan.Node, o.Base, err))
 		}
-		return nil, fault.Classed(fault.Internal, fmt.Errorf("bake %s: %w", j.plan.Node, err))
+		return nil, "", fault.Classed(fault.Internal, fmt.Errorf("bake %s: %w", j.plan.Node, err))
 	}
 	check := func(r io.ReaderAt, size int64) error {
 		if o.tamper != nil {
@@ -344,17 +354,25 @@ func bakeOne(ctx context.Context, o Options, b *base, j job, info manifest.Info,
 	s, err := output.Stage(ctx, j.out, dev, dev.Size(), check, output.Options{Reuse: reuse, Progress: update, Adopt: adopt})
 	end()
 	if err != nil {
-		return nil, fault.HostOrInternal(fmt.Errorf("bake %s: %w", j.plan.Node, err))
+		return nil, "", fault.HostOrInternal(fmt.Errorf("bake %s: %w", j.plan.Node, err))
 	}
-	fmt.Fprintf(log, "%s: %d operations -> %s (%s, %.1fs)\n", j.plan.Node, len(j.plan.Ops), j.out, bytesize.Format(dev.Size()), time.Since(start).Seconds())
-	return s, nil
+	size := bytesize.Format(dev.Size())
+	if f, _ := output.FormatOf(j.out); f != output.Raw {
+		n, err := s.FileSize()
+		if err != nil {
+			s.Discard()
+			return nil, "", fault.HostOrInternal(fmt.Errorf("bake %s: %w", j.plan.Node, err))
+		}
+		size = fmt.Sprintf("%s card in %s", size, bytesize.Format(n))
+	}
+	return s, fmt.Sprintf("%s: %d operations -> %s (%s, %.1fs)", j.plan.Node, len(j.plan.Ops), j.out, size, time.Since(start).Seconds()), nil
 }
 
 // commit saves the host keys made for this build, then puts every staged
 // card in place, all or none (output.CommitAll). A build that puts no card
 // in place keeps no key: the keys are taken back with the cards, and kept
 // only when a card that carries them could not be taken back.
-func commit(ctx context.Context, newKeys *hostkey.Generated, staged []*output.Staged, log io.Writer) error {
+func commit(ctx context.Context, newKeys *hostkey.Generated, staged []*output.Staged, done []string, log io.Writer) error {
 	discard := func() {
 		for _, s := range staged {
 			s.Discard()
@@ -373,6 +391,9 @@ func commit(ctx context.Context, newKeys *hostkey.Generated, staged []*output.St
 			newKeys.TakeBack()
 		}
 		return fault.HostOrInternal(err)
+	}
+	for _, line := range done {
+		fmt.Fprintln(log, line)
 	}
 	if nodes := newKeys.Nodes(); len(nodes) > 0 {
 		fmt.Fprintf(log, "generated SSH host keys for %s in %s (keep this directory: it is the nodes' identity)\n",

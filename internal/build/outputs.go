@@ -3,6 +3,7 @@ package build
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -35,6 +36,10 @@ func checkOutput(out, base string) error {
 				same = true
 			}
 		}
+		if same && errors.Is(errB, fs.ErrNotExist) {
+			// "is the base" of a base that is not there would be no help.
+			return fmt.Errorf("base %s: no such file", base)
+		}
 		if same {
 			return fmt.Errorf("output %s: is the base image; the base is never overwritten, choose another output", out)
 		}
@@ -54,8 +59,11 @@ func checkOutput(out, base string) error {
 	return nil
 }
 
-func noBase(c *profile.Cluster) error {
+func noBase(c *profile.Cluster, embedded bool) error {
 	switch {
+	case embedded && c.Base.URL == "":
+		// The embedded profiles cannot be edited: no cluster.yaml to pin in.
+		return errors.New("no --base given: give the Raspberry Pi OS Lite image with --base FILE (`magibake fetch --latest` downloads the current one and prints its path), or pin one in your own profiles (--profiles DIR) as `magibake fetch` prints")
 	case c.Base.URL != "" && c.Base.SHA256 == "":
 		return fmt.Errorf("no --base given: download %s (sha256 in %s.sha256) and pass it with --base FILE", c.Base.URL, c.Base.URL)
 	case c.Base.URL != "":

@@ -62,7 +62,7 @@ func newBuild() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.Output, "output", "o", "", "output image file for a single node (.img)")
+	f.StringVarP(&o.Output, "output", "o", "", "the card file for a single node: NODE.img (raw), NODE.img.xz or NODE.img.zst")
 	f.StringVar(&o.OutDir, "out-dir", "", "directory for NODE.img files (default: the current directory)")
 	f.StringVar(&o.Base, "base", "", "Raspberry Pi OS Lite image, .img or .img.xz (read only; default: the base cluster.yaml pins, fetched)")
 	f.BoolVar(&all, "all", false, "every node of the profiles (head first, then the workers)")

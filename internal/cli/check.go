@@ -270,8 +270,14 @@ func checkNode(ctx context.Context, t check.Target, host, sshConfig, password st
 	facts, perr := check.Parse(stdout.String())
 	if perr != nil {
 		why := strings.TrimSpace(stderr.String())
-		if strings.Contains(why, "Host key verification failed") {
+		var exit *exec.ExitError
+		switch {
+		case strings.Contains(why, "Host key verification failed"):
 			why = "it presents a host key other than the baked one"
+		case errors.As(err, &exit) && exit.ExitCode() == 255:
+			// ssh's own failure: no login, so nothing ran.
+			return fail("cannot log in with ssh as %s@%s: %s; is %s up and on the home network? Give its address with --address %s=IP if %s is not it",
+				t.Cluster.User.Name, host, orDash(strings.ReplaceAll(why, "\n", "; ")), name, name, host)
 		}
 		if why == "" && err != nil {
 			why = err.Error()

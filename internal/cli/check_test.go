@@ -199,6 +199,10 @@ exit 255
 			if !strings.Contains(l, "met the others") {
 				t.Errorf("%s was not checked while the others were: %s", f[1], l)
 			}
+			// ssh itself failed (exit 255): said so, with the way out.
+			if !strings.Contains(l, "cannot log in with ssh as pi@"+f[1]+".local: ") || !strings.Contains(l, "Give its address with --address "+f[1]+"=IP") || strings.Contains(l, "@@") {
+				t.Errorf("%s unreachable: %s", f[1], l)
+			}
 		}
 	}
 	if strings.Join(order, " ") != "caspar balthasar melchior" {

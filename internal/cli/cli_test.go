@@ -105,7 +105,7 @@ func TestBadInput(t *testing.T) {
 			if code != tt.code {
 				t.Errorf("exit code %d, want %d (stderr %q)", code, tt.code, stderr)
 			}
-			if strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "magibake: ") {
+			if strings.Count(stderr, "\n") != 1 || !errLine.MatchString(stderr) {
 				t.Errorf("want one error line, got %q", stderr)
 			}
 			for _, w := range tt.want {

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -137,7 +138,16 @@ func confirm(ctx context.Context, in io.Reader, w io.Writer, card *flash.Card, t
 	}
 	fmt.Fprintf(w, "device  %s: %s, %s\n", t.Path, model, bytesize.Format(t.Size))
 	if len(t.Partitions) == 0 {
-		fmt.Fprintln(w, "        no partitions")
+		// Loop devices and some card readers get no partition devices
+		// from the kernel although the card in them has a table.
+		switch n := tablePartitions(t.Path); {
+		case n > 0:
+			fmt.Fprintf(w, "        %d partition(s) in its partition table (none known to the kernel)\n", n)
+		case n == 0:
+			fmt.Fprintln(w, "        no partitions (its partition table is empty or absent)")
+		default:
+			fmt.Fprintln(w, "        no partitions known to the kernel")
+		}
 	}
 	for _, p := range t.Partitions {
 		fmt.Fprintf(w, "        %-12s %s\n", p.Name, bytesize.Format(p.Size))
@@ -200,4 +210,29 @@ func isTTY(r io.Reader) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// tablePartitions counts the used entries of the MBR partition table at
+// the start of the device: 0 for none or no MBR, -1 if it cannot be read.
+func tablePartitions(dev string) int {
+	f, err := os.Open(dev)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	mbr := make([]byte, 512)
+	if _, err := io.ReadFull(f, mbr); err != nil {
+		return -1
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return 0
+	}
+	n := 0
+	for i := 0; i < 4; i++ {
+		e := mbr[446+16*i : 446+16*(i+1)]
+		if e[4] != 0 && binary.LittleEndian.Uint32(e[12:]) != 0 {
+			n++
+		}
+	}
+	return n
 }

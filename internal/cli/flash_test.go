@@ -185,12 +185,21 @@ func TestFlash(t *testing.T) {
 		}
 	})
 
+	// The prompt tells what the device holds, from its own partition table
+	// when the kernel shows no partitions (as for loop devices): the card
+	// written by "yes" has two.
+	t.Run("asks/holds a card", func(t *testing.T) {
+		_, _, stderr := runFlashCmd(t, pty(t, "nobody\n"), 0, "flash", img, dev, "--force")
+		if !strings.Contains(stderr, "device  "+dev+": unknown model, 64.0 MiB\n        2 partition(s) in its partition table (none known to the kernel)\n") {
+			t.Errorf("the prompt does not show the device's two partitions:\n%s", stderr)
+		}
+	})
 	for _, answer := range []string{"caspar", name, "melchior"} {
 		t.Run("asks/"+answer, func(t *testing.T) {
 			wipe(t, dev)
 			tty := pty(t, answer+"\n")
 			code, stdout, stderr := runFlashCmd(t, tty, 0, "flash", img, dev, "--force")
-			for _, s := range []string{"device  " + dev + ": unknown model, 64.0 MiB\n", "card    " + img + ": node caspar, 40.0 MiB\n",
+			for _, s := range []string{"device  " + dev + ": unknown model, 64.0 MiB\n        no partitions (its partition table is empty or absent)\n", "card    " + img + ": node caspar, 40.0 MiB\n",
 				"Everything on " + dev + " will be lost. Type caspar or " + name + " to flash it: "} {
 				if !strings.Contains(stderr, s) {
 					t.Errorf("stderr lacks %q:\n%s", s, stderr)

@@ -65,7 +65,7 @@ func TestInspectAndDiff(t *testing.T) {
 
 			// The text form of the same.
 			code, stdout, _ = execute(t, "inspect", card)
-			for _, w := range []string{"disk signature  " + r.DiskSignature, "0x83 Linux", "manifest        node caspar", "/etc/dhcp/dhcpd.conf"} {
+			for _, w := range []string{"disk signature  " + r.DiskSignature, "0x83 Linux", "manifest        node caspar, baked by magibake ", "file times      ", "/etc/dhcp/dhcpd.conf"} {
 				if code != 0 || !strings.Contains(stdout, w) {
 					t.Errorf("inspect text lacks %q:\n%s", w, stdout)
 				}
@@ -77,10 +77,15 @@ func TestInspectAndDiff(t *testing.T) {
 				t.Errorf("inspect base: exit %d:\n%s", code, stdout)
 			}
 
-			// Same profiles: nothing to do.
-			code, stdout, stderr = execute(t, "diff", card, "--node", "caspar")
-			if code != 0 || !strings.Contains(stdout, ": 0 to add, 0 to change, 0 to delete, 0 dropped from the plan,") {
+			// Same profiles: nothing to do. The node is the one the
+			// card's manifest names.
+			code, stdout, stderr = execute(t, "diff", card)
+			if code != 0 || !strings.Contains(stdout, "vs today's plan for caspar: 0 to add, 0 to change, 0 to delete, 0 dropped from the plan,") {
 				t.Errorf("diff same: exit %d %s\n%s", code, stderr, stdout)
+			}
+			// A base has no manifest: diff needs --node.
+			if code, _, stderr := execute(t, "diff", img); code != 2 || !strings.Contains(stderr, "has no magibake manifest naming its node: give --node NODE") {
+				t.Errorf("diff base without --node: exit %d, stderr %q; want 2", code, stderr)
 			}
 			// A user overlay that adds one file and changes another.
 			ov := t.TempDir()
@@ -88,17 +93,24 @@ func TestInspectAndDiff(t *testing.T) {
 			os.MkdirAll(filepath.Join(ov, "head/root/etc"), 0o755)
 			os.WriteFile(filepath.Join(ov, "common/root/etc/motd.d/welcome"), []byte("hello\n"), 0o644)
 			os.WriteFile(filepath.Join(ov, "head/root/etc/hostname.tmpl"), []byte("{{ .Node.Hostname }}-new\n"), 0o644)
-			code, stdout, _ = execute(t, "diff", card, "--node", "caspar", "--overlays", ov)
+			code, stdout, stderr = execute(t, "diff", card, "--overlays", ov)
+			if code != 4 || !strings.Contains(stderr, "differs from today's plan for caspar in 2 path(s)") {
+				t.Errorf("diff with differences: exit %d, stderr %q; want 4 and the count", code, stderr)
+			}
 			for _, w := range []string{"add     root file    /etc/motd.d/welcome", "change  root file    /etc/hostname  (content differs)", ": 1 to add, 1 to change, 0 to delete"} {
-				if code != 0 || !strings.Contains(stdout, w) {
+				if !strings.Contains(stdout, w) {
 					t.Errorf("diff with overlay lacks %q:\n%s", w, stdout)
 				}
 			}
-			// Another node's plan against caspar's card: the head's files are dropped.
-			code, stdout, _ = execute(t, "diff", card, "--node", "melchior", "--json")
+			// Another node's plan against caspar's card: said, and the
+			// head's files are dropped.
+			code, stdout, stderr = execute(t, "diff", card, "--node", "melchior", "--json")
 			var changes []inspect.Change
-			if err := json.Unmarshal([]byte(stdout), &changes); err != nil || code != 0 {
+			if err := json.Unmarshal([]byte(stdout), &changes); err != nil || code != 4 {
 				t.Fatalf("diff --json: exit %d %v", code, err)
+			}
+			if !strings.Contains(stderr, "is caspar's card (its manifest says so); comparing it with melchior's plan") {
+				t.Errorf("diff --node melchior on caspar's card: no warning in %q", stderr)
 			}
 			found := map[string]inspect.Status{}
 			for _, c := range changes {
@@ -130,8 +142,17 @@ func TestInspectBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr)
 		}
 	}
-	if code, _, _ := execute(t, "diff", notDisk); code != 2 {
-		t.Errorf("diff without --node: exit %d, want 2", code)
+	// What inspect reads is a card, and says so.
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing.img"), "magibake: card " + filepath.Join(dir, "missing.img") + ": no such file or directory\n"},
+		{notDisk, "magibake: card " + notDisk + ": unusable image: not a disk image"},
+	} {
+		if _, _, stderr := execute(t, "inspect", tc.path); !strings.HasPrefix(stderr, tc.want) {
+			t.Errorf("inspect %s: stderr %q, want it to start %q", tc.path, stderr, tc.want)
+		}
+	}
+	if code, _, _ := execute(t, "diff", notDisk); code != 3 {
+		t.Errorf("diff of a file that is no card: exit %d, want 3", code)
 	}
 }
 

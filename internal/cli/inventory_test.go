@@ -75,7 +75,7 @@ func TestInventory(t *testing.T) {
 			continue
 		}
 		for i, w := range tc.want {
-			if !strings.HasPrefix(lines[i], "magibake: ") || !strings.Contains(lines[i], w) {
+			if !errLine.MatchString(lines[i]) || !strings.Contains(lines[i], w) {
 				t.Errorf("%s: stderr line %q, want magibake: ...%s...", strings.Join(tc.args, " "), lines[i], w)
 			}
 		}

@@ -62,10 +62,17 @@ func runReliabilityCase(t *testing.T, tc reliabilityCase) {
 	if code != tc.code {
 		t.Errorf("exit code %d, want %d (stderr %q)", code, tc.code, stderr)
 	}
-	// Progress lines may come first; the error is one "magibake: " line, the last.
+	// Progress lines may come first; the error is one line, the last,
+	// "magibake: ..." or "magibake COMMAND: ...".
 	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
 	msg := lines[len(lines)-1]
-	if strings.Count(stderr, "magibake: ") != 1 || !strings.HasPrefix(msg, "magibake: ") || !strings.HasSuffix(stderr, "\n") {
+	errLines := 0
+	for _, l := range lines {
+		if errLine.MatchString(l) {
+			errLines++
+		}
+	}
+	if errLines != 1 || !errLine.MatchString(msg) || !strings.HasSuffix(stderr, "\n") {
 		t.Errorf("want one error line at the end of stderr, got %q", stderr)
 	}
 	for _, w := range tc.want {
@@ -108,6 +115,9 @@ func reliabilityCases(t *testing.T) []reliabilityCase {
 	missing := filepath.Join(dir, "nope.img.xz")
 	o := out()
 	add("missing base", "", o, relCodeInput, []string{missing, "no such file or directory"}, "build", "caspar", "--base", missing, "--out-dir", o)
+	o2 := out()
+	add("missing base where the output would go", "", o2, relCodeInput, []string{"base " + filepath.Join(o2, "caspar.img") + ": no such file"},
+		"build", "caspar", "--base", filepath.Join(o2, "caspar.img"), "--out-dir", o2)
 	isDir := filepath.Join(dir, "base-dir.img")
 	os.Mkdir(isDir, 0o755)
 	o = out()
@@ -187,8 +197,10 @@ func reliabilityCases(t *testing.T) []reliabilityCase {
 	os.Symlink(goodCopy, link)
 	add("output a symlink to the base", goodCopy, "", relCodeInput, []string{"is the base image"},
 		"build", "caspar", "--base", goodCopy, "-o", link)
-	add("unsupported output format", good, "", relCodeInput, []string{"c.img.gz", ".gz is not an output format; write a .img, .img.xz or .img.zst"},
+	add("unsupported output format", good, "", relCodeUsage, []string{"c.img.gz", ".gz is not an output format; write a .img, .img.xz or .img.zst"},
 		"build", "caspar", "--base", good, "-o", filepath.Join(out(), "c.img.gz"))
+	add("output name without a card format", good, "", relCodeUsage, []string{"caspar.iso: its name gives no card format; name it .img (raw), .img.xz or .img.zst"},
+		"build", "caspar", "--base", good, "-o", filepath.Join(out(), "caspar.iso"))
 
 	// Disk full: the output directory is a 16 MiB tmpfs. From a raw .img the
 	// output write fails; from an .img.xz, the decompression beside it.
@@ -263,12 +275,13 @@ func TestUsageErrors(t *testing.T) {
 	for _, tc := range []reliabilityCase{
 		{name: "no node", args: []string{"build"}, want: []string{"no node given: name one or more nodes of the profiles, or --all"}},
 		{name: "unknown flag", args: []string{"build", "caspar", "--nope"}, want: []string{"unknown flag: --nope"}},
-		{name: "unknown command", args: []string{"bake", "caspar"}, want: []string{`unknown command "bake"`}},
+		{name: "unknown command", args: []string{"frobnicate", "caspar"}, want: []string{`magibake: unknown command "frobnicate"; see`}},
+		{name: "mistyped command", args: []string{"buidl", "caspar"}, want: []string{`magibake: unknown command "buidl"; did you mean build?`}},
 		{name: "plan with two nodes", args: []string{"plan", "caspar", "melchior"}, want: []string{"accepts 1 arg"}},
 		{name: "-o with two nodes", args: []string{"build", "caspar", "melchior", "-o", "x.img", "--base", "x"}, want: []string{"use --out-dir"}},
 		{name: "-o and --out-dir", args: []string{"build", "caspar", "-o", "x.img", "--out-dir", ".", "--base", "x"}, want: []string{"not both"}},
 		{name: "node twice", args: []string{"build", "caspar", "caspar", "--out-dir", t.TempDir(), "--base", "x"}, want: []string{"node caspar given twice"}},
-		{name: "no --base", args: []string{"build", "caspar", "--out-dir", t.TempDir()}, want: []string{"no --base given"}},
+		{name: "no --base", args: []string{"build", "caspar", "--out-dir", t.TempDir()}, want: []string{"no --base given: give the Raspberry Pi OS Lite image with --base FILE (`magibake fetch --latest`"}},
 	} {
 		tc.code = relCodeUsage
 		t.Run(tc.name, func(t *testing.T) { runReliabilityCase(t, tc) })
@@ -495,4 +508,19 @@ func relTmpfs(t *testing.T, flags uintptr, opts string) string {
 		}
 	})
 	return d
+}
+
+// errLine is how an error line starts.
+var errLine = regexp.MustCompile(`^magibake( [a-z-]+)*: `)
+
+// TestOnePrefix: an error that names its command is printed with the
+// program's name once ("magibake build: ..."), never "magibake: magibake".
+func TestOnePrefix(t *testing.T) {
+	setEnv(t)
+	for _, args := range [][]string{{"build"}, {"validate", "--base", "x"}, {"plan"}, {"build", "caspar", "--nope"}} {
+		code, _, stderr := execute(t, args...)
+		if code != relCodeUsage || strings.Count(stderr, "magibake") != 1 || !strings.HasPrefix(stderr, "magibake "+args[0]+": ") {
+			t.Errorf("magibake %s: exit %d, stderr %q; want 2 and one line starting \"magibake %s: \"", strings.Join(args, " "), code, stderr, args[0])
+		}
+	}
 }

@@ -89,12 +89,17 @@ which says so).`,
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			return fault.UsageError(fmt.Errorf("unknown command %q for %q; see `magibake --help`", args[0], cmd.CommandPath()))
+			return unknownCommand(cmd, args[0])
 		},
 	}
+	// cobra suggests only within this distance, and its default of 2 is
+	// set only on a path our Args rule does not take.
+	root.SuggestionsMinimumDistance = 2
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
 	})
+	// --version says what `magibake version` says.
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory(), newFlash(), newCheck())
@@ -109,10 +114,28 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return run(ctx, NewRoot(stdout, stderr), args, stderr)
 }
 
+// unknownCommand is the usage error for a command name root does not
+// have, with cobra's suggestions.
+func unknownCommand(root *cobra.Command, name string) error {
+	if near := root.SuggestionsFor(name); len(near) > 0 {
+		return fault.UsageError(fmt.Errorf("unknown command %q; did you mean %s? (see `magibake --help`)", name, strings.Join(near, " or ")))
+	}
+	return fault.UsageError(fmt.Errorf("unknown command %q; see `magibake --help`", name))
+}
+
 // run runs root with args and returns the exit code.
 func run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	var err error
+	// An unknown command is an error even with --help, which cobra would
+	// answer with the root's help and exit 0.
+	// (cobra adds its shell-completion request commands only when it runs.)
+	if c, rest, ferr := root.Find(args); ferr == nil && c == root && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") &&
+		rest[0] != cobra.ShellCompRequestCmd && rest[0] != cobra.ShellCompNoDescRequestCmd {
+		err = unknownCommand(root, rest[0])
+	} else {
+		err = root.ExecuteContext(ctx)
+	}
 	if err == nil {
 		return 0
 	}
@@ -138,10 +161,16 @@ func run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writ
 	return 1
 }
 
-// printErr prints one "magibake: " line per line of err: a profile with
-// several problems reports each on its own line.
+// printErr prints err one line per line (a profile with several problems
+// reports each on its own line), each starting with the program's name
+// once: "magibake: ..." or, for an error that names its command,
+// "magibake build: ...".
 func printErr(w io.Writer, err error) {
 	for _, line := range strings.Split(strings.TrimRight(err.Error(), "\n"), "\n") {
+		if strings.HasPrefix(line, "magibake ") {
+			fmt.Fprintln(w, line)
+			continue
+		}
 		fmt.Fprintf(w, "magibake: %s\n", line)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"github.com/magibake/magibake/internal/fault"
 )
 
 func newVersion() *cobra.Command {
@@ -14,10 +16,15 @@ func newVersion() *cobra.Command {
 		Example: "  magibake version",
 		Args:    argsRule(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "magibake %s (%s, %s/%s)\n", toolVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintln(cmd.OutOrStdout(), versionLine())
 			return nil
 		},
 	}
+}
+
+// versionLine is what version and --version print.
+func versionLine() string {
+	return fmt.Sprintf("magibake %s (%s, %s/%s)", toolVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // addStandardCommands adds version and cobra's own completion and help
@@ -27,6 +34,19 @@ func addStandardCommands(root *cobra.Command) {
 	root.AddCommand(newVersion())
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	// cobra's completion command answers an unknown shell with its help and
+	// exit 0: a usage error here.
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fault.UsageError(fmt.Errorf("%s: unknown shell %q; want bash, zsh, fish or powershell", cmd.CommandPath(), args[0]))
+				}
+				return nil
+			}
+		}
+	}
 	examples := map[string]string{
 		"help": "  magibake help build\n  magibake build --help",
 		"completion": `  source <(magibake completion bash)

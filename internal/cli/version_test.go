@@ -162,3 +162,30 @@ func TestBuiltBinaryVersion(t *testing.T) {
 		t.Errorf("link-time version: %q, want v9.8.7", v)
 	}
 }
+
+// TestStandardCommandEdges: --version and version say the same, and
+// mistakes cobra would answer with help and exit 0 are usage errors.
+func TestStandardCommandEdges(t *testing.T) {
+	setEnv(t)
+	_, v1, _ := execute(t, "version")
+	_, v2, _ := execute(t, "--version")
+	if v1 == "" || v1 != v2 {
+		t.Errorf("version says %q, --version says %q", v1, v2)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"completion", "tcsh"}, `magibake completion: unknown shell "tcsh"; want bash, zsh, fish or powershell`},
+		{[]string{"nosuch", "--help"}, `magibake: unknown command "nosuch"; see`},
+		{[]string{"biuld", "-h"}, `magibake: unknown command "biuld"; did you mean build?`},
+	} {
+		code, stdout, stderr := execute(t, tc.args...)
+		if code != 2 || stdout != "" || !strings.HasPrefix(stderr, tc.want) {
+			t.Errorf("magibake %s: exit %d, stdout %.40q, stderr %q; want 2 and %q", strings.Join(tc.args, " "), code, stdout, stderr, tc.want)
+		}
+	}
+	if code, stdout, _ := execute(t, "completion"); code != 0 || !strings.Contains(stdout, "bash") {
+		t.Errorf("completion alone: exit %d, want its help", code)
+	}
+}

@@ -26,8 +26,9 @@ import (
 	"github.com/magibake/magibake/internal/zeros"
 )
 
-// ErrBadBase marks a base image that cannot be used; the message says why.
-var ErrBadBase = errors.New("unusable base image")
+// ErrBadImage marks an image (a base or a card) that cannot be used; the
+// message says why.
+var ErrBadImage = errors.New("unusable image")
 
 // Base is an opened base image: the raw disk bytes, read-only.
 type Base struct {
@@ -88,6 +89,9 @@ type Options struct {
 	// bake leaves alone (see XZ), and for inspect, which reads a few blocks
 	// (the whole file is still read once, to hash it).
 	OnDemand bool
+	// Noun is what the image is to the user, as messages call it: "base"
+	// (the default) or "card".
+	Noun string
 	// Adoptable decompresses an .img.xz that is not in the cache into
 	// TempDir even with a CacheDir, for the last card to be written into
 	// (Adopt); the cache is filled from it alongside.
@@ -108,20 +112,36 @@ func OpenBase(ctx context.Context, path, tempDir string) (*Base, error) {
 }
 
 // OpenBaseWith is OpenBase with the choices of o. A cached file is only
-// ever read.
+// ever read. Errors start with the image's role and path ("base X: ...").
 func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
+	b, err := openImage(ctx, path, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", o.noun(), path, err)
+	}
+	return b, nil
+}
+
+// noun is what the image is to the user, for messages.
+func (o Options) noun() string {
+	if o.Noun == "" {
+		return "base"
+	}
+	return o.Noun
+}
+
+func openImage(ctx context.Context, path string, o Options) (*Base, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("base %s: %w", path, errors.Unwrap(err))
+		return nil, errors.Unwrap(err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("base %s: %w", path, err)
+		return nil, err
 	}
 	if !st.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("base %s: %w: not a regular file", path, ErrBadBase)
+		return nil, fmt.Errorf("%w: not a regular file", ErrBadImage)
 	}
 	head := make([]byte, compression.HeadSize)
 	n, _ := io.ReadFull(f, head)
@@ -130,13 +150,13 @@ func OpenBaseWith(ctx context.Context, path string, o Options) (*Base, error) {
 		return openXZ(ctx, f, st.Size(), path, o)
 	case compression.Zstd, compression.Gzip:
 		f.Close()
-		return nil, fmt.Errorf("base %s: %w: zstd/gzip compression is not supported; give the .img or the .img.xz", path, ErrBadBase)
+		return nil, fmt.Errorf("%w: zstd/gzip compression is not supported; give the .img or the .img.xz", ErrBadImage)
 	}
 	b := &Base{Path: path, raw: f, file: f, size: st.Size(), Verified: true}
 	// The card is made of this file's bytes: hash them every time.
 	if b.SHA256, err = hashFile(ctx, f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("base %s: %w", path, err)
+		return nil, err
 	}
 	return b, nil
 }
@@ -177,7 +197,7 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("base %s: %w", path, err)
+		return nil, err
 	}
 	if o.CheckSum != nil {
 		if err := o.CheckSum(sum); err != nil {
@@ -204,7 +224,7 @@ func openXZ(ctx context.Context, f *os.File, fileSize int64, path string, o Opti
 // what the Base carries and what names the entry.
 func fromCache(ctx context.Context, f *os.File, x *xzblocks.Reader, fileSize int64, path string, o Options) (*Base, error) {
 	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("base %s: decompressed-base cache: %w (--no-cache decompresses beside the output instead)", path, err)
+		return nil, fmt.Errorf("decompressed-base cache: %w (--no-cache decompresses beside the output instead)", err)
 	}
 	sum, remembered := rememberedSum(f, path, o.CacheDir)
 	if remembered {
@@ -229,7 +249,7 @@ func fromCache(ctx context.Context, f *os.File, x *xzblocks.Reader, fileSize int
 		return nil, err
 	}
 	if remembered && b.SHA256 != sum && o.Warn != nil {
-		o.Warn(fmt.Sprintf("base %s: its sha256 is %s, not %s as remembered for it: the remembered sum is replaced", path, b.SHA256, sum))
+		o.Warn(fmt.Sprintf("%s %s: its sha256 is %s, not %s as remembered for it: the remembered sum is replaced", o.noun(), path, b.SHA256, sum))
 	}
 	if !remembered || b.SHA256 != sum {
 		if o.CheckSum != nil {
@@ -367,7 +387,7 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 	}
 	tmp, lock, err := tempfile.Create(tempDir, TempPattern)
 	if err != nil {
-		return nil, true, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
+		return nil, true, fmt.Errorf("temp file for decompression: %w", err)
 	}
 	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name(), lock: lock}
 	if cacheDir != "" {
@@ -399,12 +419,12 @@ func decompressParallel(ctx context.Context, f *os.File, in io.ReaderAt, fileSiz
 		}
 		var pe *os.PathError
 		if errors.As(err, &pe) && pe.Path == tmp.Name() {
-			return nil, true, fmt.Errorf("base %s: decompress into %s: %w", path, filepath.Dir(pe.Path), pe.Err)
+			return nil, true, fmt.Errorf("decompress into %s: %w", filepath.Dir(pe.Path), pe.Err)
 		}
 		if errors.Is(err, xzblocks.ErrFormat) {
-			return nil, true, fmt.Errorf("base %s: %w: xz data is corrupt: %v", path, ErrBadBase, err)
+			return nil, true, fmt.Errorf("%w: xz data is corrupt: %v", ErrBadImage, err)
 		}
-		return nil, true, fmt.Errorf("base %s: %w", path, err)
+		return nil, true, err
 	}
 	b.size = x.Size()
 	return b, true, nil
@@ -421,11 +441,11 @@ func decompress(ctx context.Context, f *os.File, in io.ReaderAt, path, tempDir s
 	// bad header of a second stream.
 	zr, err := xz.ReaderConfig{SingleStream: true}.NewReader(src)
 	if err != nil {
-		return nil, fmt.Errorf("base %s: %w: not a valid xz file: %v", path, ErrBadBase, err)
+		return nil, fmt.Errorf("%w: not a valid xz file: %v", ErrBadImage, err)
 	}
 	tmp, lock, err := tempfile.Create(tempDir, TempPattern)
 	if err != nil {
-		return nil, fmt.Errorf("base %s: temp file for decompression: %w", path, err)
+		return nil, fmt.Errorf("temp file for decompression: %w", err)
 	}
 	b := &Base{Path: path, Compressed: true, Verified: true, raw: tmp, file: tmp, temp: tmp.Name(), lock: lock}
 	size, err := copySparse(tmp, ctxio.Reader(ctx, zr))
@@ -447,14 +467,14 @@ func decompress(ctx context.Context, f *os.File, in io.ReaderAt, path, tempDir s
 			return nil, ctx.Err()
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("base %s: %w: xz data is truncated (incomplete download?)", path, ErrBadBase)
+			return nil, fmt.Errorf("%w: xz data is truncated (incomplete download?)", ErrBadImage)
 		}
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			// Name the directory: the temp file is gone and not the user's.
-			return nil, fmt.Errorf("base %s: decompress into %s: %w", path, filepath.Dir(pe.Path), pe.Err)
+			return nil, fmt.Errorf("decompress into %s: %w", filepath.Dir(pe.Path), pe.Err)
 		}
-		return nil, fmt.Errorf("base %s: %w: xz data is corrupt: %v", path, ErrBadBase, err)
+		return nil, fmt.Errorf("%w: xz data is corrupt: %v", ErrBadImage, err)
 	}
 	b.size = size
 	b.SHA256 = hex.EncodeToString(h.Sum(nil))

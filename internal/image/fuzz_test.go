@@ -13,7 +13,7 @@ import (
 )
 
 // FuzzReadLayout feeds arbitrary partition tables to ReadLayout: it must
-// never panic, every error must be ErrBadBase, and an accepted layout must
+// never panic, every error must be ErrBadImage, and an accepted layout must
 // hold a FAT32 and a Linux partition inside the image, not overlapping.
 func FuzzReadLayout(f *testing.F) {
 	const size = 8 << 20
@@ -31,8 +31,8 @@ func FuzzReadLayout(f *testing.F) {
 		for _, n := range []int64{int64(len(mbr)), size} {
 			l, err := ReadLayout(bytes.NewReader(disk[:n]), n)
 			if err != nil {
-				if !errors.Is(err, ErrBadBase) {
-					t.Fatalf("error %v is not ErrBadBase", err)
+				if !errors.Is(err, ErrBadImage) {
+					t.Fatalf("error %v is not ErrBadImage", err)
 				}
 				continue
 			}
@@ -55,7 +55,7 @@ func FuzzReadLayout(f *testing.F) {
 }
 
 // FuzzOpenBase feeds arbitrary files (mostly damaged .img.xz) to OpenBase:
-// it must never panic or hang, must fail with ErrBadBase on bad xz, must
+// it must never panic or hang, must fail with ErrBadImage on bad xz, must
 // leave no temp file, and what it accepts must read back at its size.
 func FuzzOpenBase(f *testing.F) {
 	seed, err := os.ReadFile("testdata/fuzz-seed.xz")
@@ -97,8 +97,8 @@ func FuzzOpenBase(f *testing.F) {
 				t.Errorf("raw base size %d, file %d", b.Size(), len(data))
 			}
 			b.Close()
-		} else if compression.Detect(data) == compression.XZ && !errors.Is(err, ErrBadBase) {
-			t.Errorf("bad xz gives %v, not ErrBadBase", err)
+		} else if compression.Detect(data) == compression.XZ && !errors.Is(err, ErrBadImage) {
+			t.Errorf("bad xz gives %v, not ErrBadImage", err)
 		}
 		if left, _ := filepath.Glob(filepath.Join(dir, ".magibake-base-*")); len(left) > 0 {
 			t.Fatalf("temp files left: %v", left)

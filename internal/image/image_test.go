@@ -67,8 +67,8 @@ func TestReadLayout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ReadLayout(bytes.NewReader(tt.disk), int64(len(tt.disk)))
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrBadBase) {
-				t.Errorf("err = %v, want ErrBadBase containing %q", err, tt.want)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrBadImage) {
+				t.Errorf("err = %v, want ErrBadImage containing %q", err, tt.want)
 			}
 		})
 	}

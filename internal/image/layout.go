@@ -34,23 +34,23 @@ const sector = 512
 func ReadLayout(r io.ReaderAt, size int64) (Layout, error) {
 	var boot [sector]byte
 	if size < sector {
-		return Layout{}, fmt.Errorf("%w: not a disk image (%d bytes, smaller than a partition table)", ErrBadBase, size)
+		return Layout{}, fmt.Errorf("%w: not a disk image (%d bytes, smaller than a partition table)", ErrBadImage, size)
 	}
 	if err := readFull(r, boot[:], 0); err != nil {
 		return Layout{}, err
 	}
 	if boot[510] != 0x55 || boot[511] != 0xaa {
-		return Layout{}, fmt.Errorf("%w: not a disk image (no MBR boot signature)", ErrBadBase)
+		return Layout{}, fmt.Errorf("%w: not a disk image (no MBR boot signature)", ErrBadImage)
 	}
 	l := Layout{DiskID: binary.LittleEndian.Uint32(boot[440:444])}
 	for i := range 4 {
 		if typ := boot[446+16*i+4]; typ == 0xee {
-			return Layout{}, fmt.Errorf("%w: GPT disk; magibake needs an MBR (DOS) partition table like Raspberry Pi OS's", ErrBadBase)
+			return Layout{}, fmt.Errorf("%w: GPT disk; magibake needs an MBR (DOS) partition table like Raspberry Pi OS's", ErrBadImage)
 		}
 	}
 	table, err := mbr.Read(&readerFile{r, size}, sector, sector)
 	if err != nil {
-		return Layout{}, fmt.Errorf("%w: not a disk image: %v", ErrBadBase, err)
+		return Layout{}, fmt.Errorf("%w: not a disk image: %v", ErrBadImage, err)
 	}
 	var parts []Partition
 	for _, e := range table.Partitions {
@@ -59,14 +59,14 @@ func ReadLayout(r io.ReaderAt, size int64) (Layout, error) {
 		}
 		p := Partition{Index: e.Index, Type: byte(e.Type), Start: int64(e.Start) * sector, Size: int64(e.Size) * sector}
 		if p.Start == 0 || p.Size == 0 {
-			return Layout{}, fmt.Errorf("%w: partition %d starts at sector 0 or is empty", ErrBadBase, p.Index)
+			return Layout{}, fmt.Errorf("%w: partition %d starts at sector 0 or is empty", ErrBadImage, p.Index)
 		}
 		if p.Start+p.Size > size {
-			return Layout{}, fmt.Errorf("%w: partition %d ends at byte %d, beyond the end of the %d-byte image (truncated image?)", ErrBadBase, p.Index, p.Start+p.Size, size)
+			return Layout{}, fmt.Errorf("%w: partition %d ends at byte %d, beyond the end of the %d-byte image (truncated image?)", ErrBadImage, p.Index, p.Start+p.Size, size)
 		}
 		for _, q := range parts {
 			if p.Start < q.Start+q.Size && q.Start < p.Start+p.Size {
-				return Layout{}, fmt.Errorf("%w: partitions %d and %d overlap", ErrBadBase, q.Index, p.Index)
+				return Layout{}, fmt.Errorf("%w: partitions %d and %d overlap", ErrBadImage, q.Index, p.Index)
 			}
 		}
 		parts = append(parts, p)
@@ -84,10 +84,10 @@ func ReadLayout(r io.ReaderAt, size int64) (Layout, error) {
 		}
 	}
 	if l.Boot.Index == 0 {
-		return Layout{}, fmt.Errorf("%w: no FAT32 boot partition (type 0x0b or 0x0c) in the partition table", ErrBadBase)
+		return Layout{}, fmt.Errorf("%w: no FAT32 boot partition (type 0x0b or 0x0c) in the partition table", ErrBadImage)
 	}
 	if l.Root.Index == 0 {
-		return Layout{}, fmt.Errorf("%w: no Linux root partition (type 0x83) in the partition table", ErrBadBase)
+		return Layout{}, fmt.Errorf("%w: no Linux root partition (type 0x83) in the partition table", ErrBadImage)
 	}
 	return l, nil
 }

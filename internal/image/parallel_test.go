@@ -64,7 +64,7 @@ func TestOpenBaseParallel(t *testing.T) {
 	p := filepath.Join(dir, "badcheck.img.xz")
 	os.WriteFile(p, bad, 0o644)
 	_, err = OpenBase(context.Background(), p, dir)
-	want := p + ": unusable base image: xz data is corrupt: xz: checksum error for block 2"
+	want := "base " + p + ": unusable image: xz data is corrupt: xz: checksum error for block 2"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("bad check: %v, want %q", err, want)
 	}

@@ -64,14 +64,14 @@ type Image struct {
 // one of a single block is decompressed into tempDir. Nothing is ever
 // written to the file: filesystems are read through a copy-on-write device.
 func Open(ctx context.Context, p, tempDir string) (*Image, error) {
-	b, err := image.OpenBaseWith(ctx, p, image.Options{TempDir: tempDir, OnDemand: true})
+	b, err := image.OpenBaseWith(ctx, p, image.Options{TempDir: tempDir, OnDemand: true, Noun: "card"})
 	if err != nil {
 		return nil, err
 	}
 	layout, err := image.ReadLayout(b, b.Size())
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("%s: %w", p, err)
+		return nil, fmt.Errorf("card %s: %w", p, err)
 	}
 	return &Image{Path: p, base: b, layout: layout, dev: image.NewDevice(b, b.Size())}, nil
 }
@@ -126,17 +126,35 @@ func (im *Image) Report() (*Report, error) {
 			break
 		}
 	}
+	if r.Manifest, err = im.manifestIn(root); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Manifest is the manifest a bake left on the card, or nil for an image
+// without one (a Raspberry Pi OS image, or a card of another tool).
+func (im *Image) Manifest() (*manifest.Manifest, error) {
+	root, err := im.Root()
+	if err != nil {
+		return nil, err
+	}
+	return im.manifestIn(root)
+}
+
+func (im *Image) manifestIn(root *ext4.FS) (*manifest.Manifest, error) {
 	data, err := root.ReadFile(manifest.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("%s: read %s: %w", im.Path, manifest.Path, err)
-	default:
-		if r.Manifest, err = manifest.Parse(data); err != nil {
-			return nil, fmt.Errorf("%s: %w", im.Path, err)
-		}
 	}
-	return r, nil
+	m, err := manifest.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", im.Path, err)
+	}
+	return m, nil
 }
 
 // ParseOSRelease reads os-release(5) KEY=VALUE lines, unquoting values.

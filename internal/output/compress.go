@@ -43,6 +43,22 @@ func FormatOf(path string) (Format, error) {
 	return Raw, nil
 }
 
+// CardName says what is wrong with path as the name of a card a user asks
+// for: it must say the card's format, .img, .img.xz or .img.zst (a card
+// named caspar.iso would be a raw image under a misleading name).
+func CardName(path string) error {
+	if _, err := FormatOf(path); err != nil {
+		return err
+	}
+	lower := strings.ToLower(path)
+	for _, ext := range []string{".img", ".img.xz", ".img.zst"} {
+		if strings.HasSuffix(lower, ext) {
+			return nil
+		}
+	}
+	return fmt.Errorf("output %s: its name gives no card format; name it .img (raw), .img.xz or .img.zst", path)
+}
+
 // workers is how many blocks are compressed at once.
 func workers() int { return max(1, runtime.GOMAXPROCS(0)) }
 

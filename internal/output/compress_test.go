@@ -177,6 +177,20 @@ func TestCompressedCheckFails(t *testing.T) {
 	}
 }
 
+func TestCardName(t *testing.T) {
+	for path, want := range map[string]string{
+		"caspar.img": "", "caspar.img.xz": "", "CASPAR.IMG.ZST": "",
+		"caspar.iso": "output caspar.iso: its name gives no card format; name it .img (raw), .img.xz or .img.zst",
+		"caspar.xz":  "its name gives no card format", "caspar": "its name gives no card format",
+		"caspar.img.gz": ".gz is not an output format",
+	} {
+		err := CardName(path)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", path, err, want)
+		}
+	}
+}
+
 func TestFormatOf(t *testing.T) {
 	for _, tc := range []struct {
 		path string

@@ -284,6 +284,16 @@ func (s *Staged) Commit(ctx context.Context) error {
 }
 
 // Discard removes the staged temp file.
+// FileSize is the size of the staged file: the card's size for an .img,
+// what the card compressed to for the other formats.
+func (s *Staged) FileSize() (int64, error) {
+	fi, err := os.Stat(s.tmp)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
 func (s *Staged) Discard() {
 	os.Remove(s.tmp)
 	s.lock.Release()

@@ -110,11 +110,11 @@ func checkUserName(s string) string {
 }
 
 // checkPasswordHash accepts what crypt(3) produces, e.g. from
-// `mkpasswd -m yescrypt`; the hash lands in "user:hash" lines, so ':' and
+// `openssl passwd -6` (or `mkpasswd -m yescrypt`); the hash lands in "user:hash" lines, so ':' and
 // whitespace would corrupt them.
 func checkPasswordHash(s string) string {
 	if len(s) < 2 || s[0] != '$' || strings.ContainsAny(s, ": \t\n\r\v\f") {
-		return "want a crypt hash starting with '$' and holding no ':' or spaces, e.g. from `mkpasswd -m yescrypt` (never the password itself)"
+		return "want a crypt hash starting with '$' and holding no ':' or spaces, e.g. from `openssl passwd -6` (never the password itself)"
 	}
 	return ""
 }

@@ -333,6 +333,8 @@ func TestProblems(t *testing.T) {
 		{name: "unknown key", sub: []string{"  dns:", "  rangee: x\n  dns:"}, where: "cluster.yaml:7: dhcp.rangee", msg: "unknown key"},
 		{name: "unknown top-level key", sub: []string{"uplink:", "uplinks: eth1\nuplink:"}, where: "cluster.yaml:10: uplinks", msg: "unknown key"},
 		{name: "unknown node key", override: node("melchior.yaml", "hostname: melchior\nrole: worker\nip: 10.3.50.3\n"), where: "melchior.yaml:3: ip", msg: "unknown key"},
+		{name: "unknown key, typo", sub: []string{"  max_lease_time: 7200", "  max_lease_tme: 7200"}, where: "cluster.yaml:9: dhcp.max_lease_tme", msg: `unknown key (did you mean "max_lease_time"?)`},
+		{name: "unknown key, typo at the top", sub: []string{"uplink:", "uplnik: eth1\nuplink:"}, where: "cluster.yaml:10: uplnik", msg: `unknown key (did you mean "uplink"?)`},
 		{name: "wrong type", sub: []string{"subnet: 10.3.50.0/24", "subnet: x"}, where: "cluster.yaml:3: subnet", msg: `want an IPv4 prefix like 10.3.50.0/24, got "x"`},
 		{name: "wrong type list", sub: []string{"subnet: 10.3.50.0/24", "subnet: [10.3.50.0/24]"}, where: "cluster.yaml:3: subnet", msg: "got a list"},
 		{name: "wrong type nested", sub: []string{"default_lease_time: 600", "default_lease_time: ten minutes"}, where: "cluster.yaml:8: dhcp.default_lease_time", msg: `want a whole number of seconds, got "ten minutes"`},
@@ -731,7 +733,7 @@ func TestManyProblems(t *testing.T) {
 	}
 	want := []string{
 		`cluster.yaml:3: subnet: want an IPv4 prefix like 10.3.50.0/24, got "10.3.50.0/33"`,
-		"cluster.yaml:7: dhcp.rangee: unknown key",
+		`cluster.yaml:7: dhcp.rangee: unknown key (did you mean "range"?)`,
 		"cluster.yaml:15: wifi.passphrase: environment variable NOPE is not set",
 		"balthasar.yaml:3: address: a fixed address needs mac: dhcpd hands fixed addresses out by MAC address",
 		`melchior.yaml:2: role: unknown role "boss"; want head or worker`,

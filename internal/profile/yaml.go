@@ -182,7 +182,11 @@ func (d *doc) mapping(n *yaml.Node, path string, fields map[string]func(field st
 		name := join(path, key.Value)
 		set, ok := fields[key.Value]
 		if !ok {
-			d.fail(key, name, "unknown key")
+			if near := nearestKey(key.Value, fields); near != "" {
+				d.fail(key, name, "unknown key (did you mean %s?)", quote(near))
+			} else {
+				d.fail(key, name, "unknown key")
+			}
 			continue
 		}
 		if first, dup := k.at[key.Value]; dup {
@@ -274,3 +278,37 @@ func (d *doc) list(field string, n *yaml.Node, want string) ([]*yaml.Node, bool)
 }
 
 func item(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
+
+// nearestKey is the known key a mistyped one most likely meant: the closest
+// by edit distance, if it is close enough to be a typo (at most one edit in
+// four characters, and at least one); "" otherwise.
+func nearestKey[F any](typed string, known map[string]F) string {
+	best, bestDist := "", len(typed)/4+2
+	for k := range known {
+		if d := editDistance(typed, k); d < bestDist || (d == bestDist && k < best) {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, by bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
