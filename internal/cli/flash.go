@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -213,26 +212,16 @@ func isTTY(r io.Reader) bool {
 }
 
 // tablePartitions counts the used entries of the MBR partition table at
-// the start of the device: 0 for none or no MBR, -1 if it cannot be read.
+// the start of the device (inspect's reading of it): -1 if it cannot be read.
 func tablePartitions(dev string) int {
 	f, err := os.Open(dev)
 	if err != nil {
 		return -1
 	}
 	defer f.Close()
-	mbr := make([]byte, 512)
-	if _, err := io.ReadFull(f, mbr); err != nil {
+	parts, err := inspect.Partitions(f)
+	if err != nil {
 		return -1
 	}
-	if mbr[510] != 0x55 || mbr[511] != 0xaa {
-		return 0
-	}
-	n := 0
-	for i := 0; i < 4; i++ {
-		e := mbr[446+16*i : 446+16*(i+1)]
-		if e[4] != 0 && binary.LittleEndian.Uint32(e[12:]) != 0 {
-			n++
-		}
-	}
-	return n
+	return len(parts)
 }

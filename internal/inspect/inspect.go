@@ -110,7 +110,7 @@ func (im *Image) Report() (*Report, error) {
 	r := &Report{Path: im.Path, SHA256: im.base.SHA256, Size: im.base.Size(),
 		DiskSignature: fmt.Sprintf("0x%08x", im.layout.DiskID)}
 	var err error
-	if r.Partitions, err = partitions(im.base); err != nil {
+	if r.Partitions, err = Partitions(im.base); err != nil {
 		return nil, fmt.Errorf("%s: %w", im.Path, err)
 	}
 	root, err := im.Root()
@@ -182,8 +182,8 @@ var typeNames = map[byte]string{
 	0x82: "Linux swap", 0x05: "extended", 0x0f: "extended (LBA)", 0x8e: "Linux LVM", 0xee: "GPT protective",
 }
 
-// partitions lists the used primary entries of the MBR.
-func partitions(r io.ReaderAt) ([]Partition, error) {
+// Partitions lists the used primary entries of the MBR at the start of r.
+func Partitions(r io.ReaderAt) ([]Partition, error) {
 	mbr := make([]byte, 512)
 	if _, err := r.ReadAt(mbr, 0); err != nil {
 		return nil, fmt.Errorf("read partition table: %w", err)
