@@ -202,6 +202,10 @@ func TestEvaluateFindsProblems(t *testing.T) {
 		{name: "a boot file's line cut short", breakF: func(f Facts) {
 			f["files"] = lineReplace(f["files"], "/boot/firmware/meta-data", "file\t/boot/firmware/meta-data")
 		}, check: "file", detail: "/boot/firmware/meta-data: the node printed no details for this file"},
+		{name: "a boot file without its sha256", breakF: func(f Facts) {
+			f["files"] = lineReplace(f["files"], "/boot/firmware/meta-data", "file\t/boot/firmware/meta-data\tx")
+		}, check: "file", detail: "/boot/firmware/meta-data: the node printed no sha256 for this file"},
+		{name: "a file without its sha256", breakF: func(f Facts) { f["files"] = lineReplace(f["files"], "/etc/hostname", "file\t/etc/hostname\t644 0 0") }, check: "file", detail: "/etc/hostname: the node printed no sha256 for this file"},
 		{name: "a link line cut short", breakF: func(f Facts) { f["files"] = lineReplace(f["files"], "/etc/hostname", "link") }, check: "file", detail: "/etc/hostname: a missing, want a file"},
 		{name: "worker without lease", worker: true, breakF: func(f Facts) { f["eth0"] = "" }, check: "eth0", detail: "nothing, want a lease in 10.3.50.10-10.3.50.20 from caspar"},
 		{name: "worker default route", worker: true, breakF: func(f Facts) { f["routes"] = strings.SplitN(f["routes"], "\n", 2)[1] }, check: "default route", detail: "want one via 10.3.50.1 dev eth0"},

@@ -384,12 +384,15 @@ func fileProblem(op plan.Op, w []string, secrets *redact.Secrets) string {
 			}
 		}
 		f := strings.Fields(w[2])
+		if len(f) < 4 {
+			return "the node printed no sha256 for this file"
+		}
 		sum := sha256.Sum256(op.Content)
-		if len(f) < 4 || f[3] != hex.EncodeToString(sum[:]) {
+		if f[3] != hex.EncodeToString(sum[:]) {
 			if op.Secret {
 				return "content differs from the plan (a secret: not shown)"
 			}
-			return "content differs from the plan (sha256 " + strings.Join(f[3:], "") + ", plan " + hex.EncodeToString(sum[:]) + ")"
+			return "content differs from the plan (sha256 " + f[3] + ", plan " + hex.EncodeToString(sum[:]) + ")"
 		}
 		return ""
 	}
