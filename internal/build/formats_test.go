@@ -87,10 +87,6 @@ func TestXZFromXZ(t *testing.T) {
 		}
 		return out
 	}
-	p, _, err := Options{Sources: Sources{Getenv: getenv}}.Plan("caspar", mustMTime(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	baseBlocks := map[string]bool{}
 	for _, k := range testkit.XZBlockKeys(t, baseXZ) {
 		baseBlocks[k] = true
@@ -103,6 +99,13 @@ func TestXZFromXZ(t *testing.T) {
 		}
 		cache = ""
 		want := testkit.SHA256File(t, bake("caspar.img", profiles))
+		// Planned after the first bake, which saved caspar's host key in
+		// the state directory: a plan made before it holds a key made in
+		// memory that no card carries.
+		p, _, err := Options{Sources: Sources{Getenv: getenv}}.Plan("caspar", mustMTime(t))
+		if err != nil {
+			t.Fatal(err)
+		}
 		log.Reset()
 		cache = filepath.Join(t.TempDir(), "cache")
 		out := bake("caspar.img.xz", profiles)
