@@ -106,7 +106,7 @@ func TestExt4Matrix(t *testing.T) {
 							if err != nil {
 								t.Fatal(err)
 							}
-							card.CheckPlan(t, p)
+							card.HoldsPlan(t, p)
 							free := rootFreeBlocks(t, card.Path, card.Layout)
 							used := baseFree - free
 							need = max(need, used)

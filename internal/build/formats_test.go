@@ -62,7 +62,7 @@ func TestOutputFormats(t *testing.T) {
 			}
 			card := fixture.OpenCard(t, dec)
 			card.Fsck(t)
-			card.CheckPlan(t, p)
+			card.HoldsPlan(t, p)
 			if st, _ := os.Stat(out); st.Size() > 200<<20 {
 				t.Errorf("%s is %d MiB for a card of 50 MB of data", tc.name, st.Size()>>20)
 			}
@@ -129,7 +129,7 @@ func TestXZFromXZ(t *testing.T) {
 		}
 		card := fixture.OpenCard(t, dec)
 		card.Fsck(t)
-		card.CheckPlan(t, p)
+		card.HoldsPlan(t, p)
 		blocks := testkit.XZBlockKeys(t, out)
 		kept := 0
 		for _, k := range blocks {

@@ -37,7 +37,7 @@ as for build.`,
 				problems = append(problems, err.Error())
 			}
 			if c != nil && trees != nil {
-				for _, e := range overlay.Check(c, trees) {
+				for _, e := range overlay.Validate(c, trees) {
 					problems = append(problems, e.Error())
 				}
 			}

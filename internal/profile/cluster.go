@@ -28,7 +28,7 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 	k, ok := d.mapping(root, "", map[string]func(string, *yaml.Node){
 		"name": func(f string, v *yaml.Node) {
 			if s, ok := d.str(f, v); ok {
-				if msg := checkLabel(s); msg != "" {
+				if msg := labelProblem(s); msg != "" {
 					d.fail(v, f, "%s", msg)
 				} else {
 					c.Name = s
@@ -37,7 +37,7 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 		},
 		"domain": func(f string, v *yaml.Node) {
 			if s, ok := d.str(f, v); ok {
-				if msg := checkDomain(s); msg != "" {
+				if msg := domainProblem(s); msg != "" {
 					d.fail(v, f, "%s", msg)
 				} else {
 					c.Domain = s
@@ -76,7 +76,7 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 		},
 		"uplink": func(f string, v *yaml.Node) {
 			if s, ok := d.str(f, v); ok {
-				if msg := checkInterface(s); msg != "" {
+				if msg := interfaceProblem(s); msg != "" {
 					d.fail(v, f, "%s", msg)
 				} else {
 					c.Uplink = s
@@ -298,8 +298,8 @@ func (l *loader) wifi(d *doc, f string, v *yaml.Node) *WiFi {
 		return func(s string) (string, string) { return s, check(s) }
 	}
 	k, ok := d.mapping(v, f, map[string]func(string, *yaml.Node){
-		"ssid":       secret(&w.SSID, plain(checkSSID)),
-		"passphrase": secret(&w.Passphrase, plain(checkPassphrase)),
+		"ssid":       secret(&w.SSID, plain(ssidProblem)),
+		"passphrase": secret(&w.Passphrase, plain(passphraseProblem)),
 		"country":    secret(&w.Country, country),
 		"hidden": func(f string, v *yaml.Node) {
 			if b, ok := d.boolean(f, v); ok {
@@ -357,7 +357,7 @@ func (l *loader) user(d *doc, c *Cluster, f string, v *yaml.Node) {
 				d.fail(v, f, "required, but %s is empty or missing", absent)
 				return
 			}
-			if msg := checkUserName(s); msg != "" {
+			if msg := userNameProblem(s); msg != "" {
 				d.fail(v, f, "%s", msg)
 				return
 			}
@@ -373,7 +373,7 @@ func (l *loader) user(d *doc, c *Cluster, f string, v *yaml.Node) {
 				absent = append(absent, none)
 				return
 			}
-			if msg := checkPasswordHash(s); msg != "" {
+			if msg := passwordHashProblem(s); msg != "" {
 				d.fail(v, f, "%s", msg)
 				credBad = true
 				return
@@ -441,7 +441,7 @@ func (l *loader) base(d *doc, c *Cluster, f string, v *yaml.Node) {
 				good = good && ok
 				return
 			}
-			if msg := checkURL(s); msg != "" {
+			if msg := urlProblem(s); msg != "" {
 				d.fail(v, f, "%s", msg)
 				good = false
 				return
@@ -454,7 +454,7 @@ func (l *loader) base(d *doc, c *Cluster, f string, v *yaml.Node) {
 				good = good && ok
 				return
 			}
-			sum, msg := checkSHA256(s)
+			sum, msg := parseSHA256(s)
 			if msg != "" {
 				d.fail(v, f, "%s", msg)
 				good = false

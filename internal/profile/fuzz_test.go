@@ -109,7 +109,7 @@ func checkInvariants(t *testing.T, c *Cluster) {
 			}
 			seen[v] = true
 		}
-		if checkLabel(n.Hostname) != "" || n.Home == "" || !strings.HasSuffix(n.Source, ".yaml") {
+		if labelProblem(n.Hostname) != "" || n.Home == "" || !strings.HasSuffix(n.Source, ".yaml") {
 			t.Fatalf("node %+v", n)
 		}
 	}

@@ -195,7 +195,7 @@ func single(d *doc, name string, f *nodeFile) []parsedNode {
 		d.fail(hostNode, "hostname", "%s is a pattern: it needs count, the number of workers it names", quote(s))
 		return nil
 	}
-	if msg := checkLabel(s); msg != "" {
+	if msg := labelProblem(s); msg != "" {
 		d.fail(hostNode, "hostname", "%s", msg)
 		return nil
 	}
@@ -260,7 +260,7 @@ func expand(d *doc, k keys, f *nodeFile, bad bool) []parsedNode {
 	nodes := make([]parsedNode, f.count)
 	for i := range nodes {
 		name := fmt.Sprintf("%s%0*d%s", prefix, width, i+1, suffix)
-		if msg := checkLabel(name); msg != "" {
+		if msg := labelProblem(name); msg != "" {
 			d.fail(f.at["hostname"], "hostname", "node %d of %d: %s", i+1, f.count, msg)
 			return nil
 		}
@@ -323,7 +323,7 @@ func (d *doc) home(field string, v *yaml.Node) (string, bool) {
 	if _, isIP := parseIPv4(s); isIP {
 		return s, true
 	}
-	if checkDomain(s) != "" {
+	if domainProblem(s) != "" {
 		d.fail(resolve(v), field, "want %s, got %s", want, quote(s))
 		return "", false
 	}

@@ -22,15 +22,15 @@ var (
 	hexRE      = regexp.MustCompile(`^[0-9a-fA-F]+$`)
 )
 
-// checkLabel accepts an RFC 1123 host name label.
-func checkLabel(s string) string {
+// labelProblem accepts an RFC 1123 host name label.
+func labelProblem(s string) string {
 	if labelRE.MatchString(s) {
 		return ""
 	}
 	return fmt.Sprintf("want 1-63 lower-case letters, digits and '-', not starting or ending with '-', got %s", quote(s))
 }
 
-func checkDomain(s string) string {
+func domainProblem(s string) string {
 	if len(s) > 253 {
 		return fmt.Sprintf("want a DNS domain of at most 253 characters, got %d", len(s))
 	}
@@ -58,23 +58,23 @@ func parseMAC(s string) (net.HardwareAddr, string) {
 	return mac, ""
 }
 
-// checkInterface mirrors the kernel's dev_valid_name.
-func checkInterface(s string) string {
+// interfaceProblem mirrors the kernel's dev_valid_name.
+func interfaceProblem(s string) string {
 	if s == "" || len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\r\v\f") {
 		return fmt.Sprintf("want a network interface name like wlan0 (1-15 characters, no '/', ':' or spaces), got %s", quote(s))
 	}
 	return ""
 }
 
-func checkSSID(s string) string {
+func ssidProblem(s string) string {
 	if n := len(s); n < 1 || n > 32 {
 		return fmt.Sprintf("want 1-32 bytes, got %d", n)
 	}
 	return ""
 }
 
-// checkPassphrase accepts a WPA passphrase or a raw 256-bit PSK in hex.
-func checkPassphrase(s string) string {
+// passphraseProblem accepts a WPA passphrase or a raw 256-bit PSK in hex.
+func passphraseProblem(s string) string {
 	if len(s) == 64 && hexRE.MatchString(s) {
 		return ""
 	}
@@ -99,7 +99,7 @@ func country(s string) (string, string) {
 
 func isLetter(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
 
-func checkUserName(s string) string {
+func userNameProblem(s string) string {
 	if s == "root" {
 		return "root cannot be the login user; pick an ordinary user name"
 	}
@@ -109,10 +109,10 @@ func checkUserName(s string) string {
 	return ""
 }
 
-// checkPasswordHash accepts what crypt(3) produces, e.g. from
+// passwordHashProblem accepts what crypt(3) produces, e.g. from
 // `openssl passwd -6` (or `mkpasswd -m yescrypt`); the hash lands in "user:hash" lines, so ':' and
 // whitespace would corrupt them.
-func checkPasswordHash(s string) string {
+func passwordHashProblem(s string) string {
 	if len(s) < 2 || s[0] != '$' || strings.ContainsAny(s, ": \t\n\r\v\f") {
 		return "want a crypt hash starting with '$' and holding no ':' or spaces, e.g. from `openssl passwd -6` (never the password itself)"
 	}
@@ -132,7 +132,7 @@ func sshKeys(text string) ([]string, string) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if msg := checkSSHKey(line); msg != "" {
+		if msg := sshKeyProblem(line); msg != "" {
 			return nil, fmt.Sprintf("line %d: %s", i+1, msg)
 		}
 		keys = append(keys, line)
@@ -140,9 +140,9 @@ func sshKeys(text string) ([]string, string) {
 	return keys, ""
 }
 
-// checkSSHKey accepts "type base64 [comment]" whose key blob names the same
+// sshKeyProblem accepts "type base64 [comment]" whose key blob names the same
 // type, which catches keys cut short or pasted into the wrong place.
-func checkSSHKey(line string) string {
+func sshKeyProblem(line string) string {
 	f := strings.Fields(line)
 	if len(f) < 2 {
 		return fmt.Sprintf("want an SSH public key like \"ssh-ed25519 AAAA... comment\", got %s", quote(line))
@@ -164,14 +164,14 @@ func checkSSHKey(line string) string {
 	return ""
 }
 
-func checkSHA256(s string) (string, string) {
+func parseSHA256(s string) (string, string) {
 	if len(s) != 64 || !hexRE.MatchString(s) {
 		return "", fmt.Sprintf("want 64 hex digits, got %s", quote(s))
 	}
 	return strings.ToLower(s), ""
 }
 
-func checkURL(s string) string {
+func urlProblem(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") {
 		return fmt.Sprintf("want an https://, http:// or file:// URL, got %s", quote(s))

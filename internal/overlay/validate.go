@@ -12,7 +12,7 @@ import (
 	"github.com/magibake/magibake/internal/profile"
 )
 
-// Problem is one thing wrong with an overlay file, found by Check.
+// Problem is one thing wrong with an overlay file, found by Validate.
 type Problem struct {
 	File string // display path, e.g. "overlays (embedded)/head/root/etc/x.tmpl"
 	Line int    // 0 when the problem has no single line
@@ -27,11 +27,11 @@ func (p *Problem) Error() string {
 	return p.File + ": " + p.Msg
 }
 
-// Check renders every overlay file for every node of c, as Render would,
+// Validate renders every overlay file for every node of c, as Render would,
 // but goes on past a bad file so that every problem is reported, each once
 // even when several nodes hit it. The offline .deb files are not read: the
 // profile loader has checked their directory already.
-func Check(c *profile.Cluster, trees []Tree) []error {
+func Validate(c *profile.Cluster, trees []Tree) []error {
 	var problems []error
 	seen := map[string]bool{}
 	add := func(err error) {
@@ -51,14 +51,14 @@ func Check(c *profile.Cluster, trees []Tree) []error {
 		}
 		for _, t := range trees {
 			for _, dir := range []string{"common", string(node.Role)} {
-				checkTree(t, dir, data, add)
+				validateTree(t, dir, data, add)
 			}
 		}
 	}
 	return problems
 }
 
-func checkTree(t Tree, dir string, data *Data, add func(error)) {
+func validateTree(t Tree, dir string, data *Data, add func(error)) {
 	if _, err := fs.Stat(t.FS, dir); errors.Is(err, fs.ErrNotExist) {
 		return
 	}

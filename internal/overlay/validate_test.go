@@ -8,15 +8,15 @@ import (
 	"github.com/magibake/magibake/overlays"
 )
 
-func TestCheckEmbedded(t *testing.T) {
-	if errs := Check(defaultCluster(t), []Tree{{FS: overlays.FS, Display: "overlays"}}); len(errs) != 0 {
+func TestValidateEmbedded(t *testing.T) {
+	if errs := Validate(defaultCluster(t), []Tree{{FS: overlays.FS, Display: "overlays"}}); len(errs) != 0 {
 		t.Fatalf("embedded overlays have problems: %v", errs)
 	}
 }
 
-// TestCheckCollects: every bad file is reported once, with file:line, even
+// TestValidateCollects: every bad file is reported once, with file:line, even
 // though three nodes render the common tree.
-func TestCheckCollects(t *testing.T) {
+func TestValidateCollects(t *testing.T) {
 	user := fstest.MapFS{
 		"common/root/etc/a.conf.tmpl":    {Data: []byte("ok\n{{ .Node.Hostname }}\n{{ if }}\n")},
 		"common/root/etc/b.conf.tmpl":    {Data: []byte("line one\n{{ .Node.NoSuchField }}\n")},
@@ -25,7 +25,7 @@ func TestCheckCollects(t *testing.T) {
 		"common/elsewhere/x":             {Data: []byte("x")},
 		"common/root/etc/fine.conf.tmpl": {Data: []byte("{{ .Node.Hostname }}\n")},
 	}
-	errs := Check(defaultCluster(t), []Tree{{FS: overlays.FS, Display: "overlays"}, {FS: user, Display: "mine"}})
+	errs := Validate(defaultCluster(t), []Tree{{FS: overlays.FS, Display: "overlays"}, {FS: user, Display: "mine"}})
 	var got []string
 	for _, e := range errs {
 		got = append(got, e.Error())
