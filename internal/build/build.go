@@ -70,6 +70,17 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer func() { err = in.secrets.Error(err) }()
 	log = in.secrets.Writer(log)
+	if o.OutDir != "" {
+		undo, mkErr := makeOutDir(o.OutDir)
+		if mkErr != nil {
+			return fault.InputError(mkErr)
+		}
+		defer func() {
+			if err != nil { // Run's result
+				undo()
+			}
+		}()
+	}
 	jobs, err := in.render(o)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -242,4 +243,33 @@ func TestHtreeGrowthAndReplacement(t *testing.T) {
 		t.Fatalf("plan has %d operations", len(p.Ops))
 	}
 	card.HoldsPlan(t, p)
+}
+
+// TestOutDirMade: --out-dir is made when missing, as mkdir -p would, and a
+// build that fails removes again what it made, so it leaves nothing.
+func TestOutDirMade(t *testing.T) {
+	_, imgXZ := fixture.Image(t, "bookworm")
+	top := t.TempDir()
+	out := filepath.Join(top, "cards", "today")
+	o := Options{Sources: Sources{Getenv: getenv}, Nodes: []string{"caspar"}, OutDir: out, Base: filepath.Join(top, "no-such-base.img.xz"), Version: "test"}
+	if err := Run(context.Background(), o); err == nil {
+		t.Fatal("a build from a missing base succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(top, "cards")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a failed build left %s/cards: %v", top, err)
+	}
+	o.Base = imgXZ
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "caspar.img")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(top, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.OutDir = filepath.Join(top, "file", "cards")
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "--out-dir "+o.OutDir+": ") {
+		t.Fatalf("--out-dir under a file: %v", err)
+	}
 }

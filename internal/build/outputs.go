@@ -59,6 +59,45 @@ func checkOutput(out, base string) error {
 	return nil
 }
 
+// makeOutDir creates --out-dir and the directories above it that are
+// missing, as mkdir -p would; undo removes what it created again (each only
+// while empty), for a build that fails and so leaves nothing behind.
+func makeOutDir(dir string) (undo func(), err error) {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil && !st.IsDir() {
+			return nil, fmt.Errorf("--out-dir %s: %s is not a directory", dir, d)
+		}
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("--out-dir %s: %w", dir, err)
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	undo = func() {
+		for _, d := range created {
+			os.Remove(d)
+		}
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := os.Mkdir(created[i], 0o755); err != nil {
+			undo()
+			return nil, fmt.Errorf("--out-dir %s: %w", dir, err)
+		}
+	}
+	return undo, nil
+}
+
 func noBase(c *profile.Cluster, embedded bool) error {
 	switch {
 	case embedded && c.Base.URL == "":
