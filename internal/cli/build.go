@@ -21,7 +21,8 @@ func newBuild() *cobra.Command {
   magibake build caspar balthasar melchior --out-dir cards --base raspios.img.xz
   magibake build caspar --profiles ~/cluster    # base: the one cluster.yaml pins, fetched and cached
   magibake build --all --out-dir cards --profiles ~/cluster`,
-		Args: argsRule(cobra.ArbitraryArgs),
+		Args:              argsRule(cobra.ArbitraryArgs),
+		ValidArgsFunction: completeNodes(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case all && len(args) > 0:

@@ -57,7 +57,8 @@ code 4 when any check fails.`,
 		Example: `  magibake check
   magibake check caspar --profiles ~/cluster
   magibake check --address caspar=192.168.0.20 --json`,
-		Args: argsRule(cobra.ArbitraryArgs),
+		Args:              argsRule(cobra.ArbitraryArgs),
+		ValidArgsFunction: completeNodes(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s.Log = cmd.ErrOrStderr()
 			c, err := s.Cluster()

@@ -19,7 +19,8 @@ func newPlan() *cobra.Command {
 		Example: `  magibake plan caspar
   magibake plan caspar --content                  # every file's text, secrets masked
   magibake plan melchior --profiles ~/cluster --overlays ~/cluster/overlays`,
-		Args: argsRule(cobra.ExactArgs(1)),
+		Args:              argsRule(cobra.ExactArgs(1)),
+		ValidArgsFunction: completeNodes(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			warnSecretFiles(cmd.ErrOrStderr(), s)
 			mtime, err := build.MTime(nil)

@@ -293,3 +293,36 @@ func (l *loader) path(name string) string {
 	}
 	return filepath.Join(l.display, name)
 }
+
+// NodeNames returns the hostnames the node files of fsys stand for, sorted,
+// without reading cluster.yaml or resolving any {env} or {file} value: for
+// shell completion, which runs where the secrets may not be set. A file
+// with problems gives the names it could read.
+func NodeNames(fsys fs.FS) []string {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil
+	}
+	l := &loader{opt: Options{Getenv: func(string) string { return "" }, FileBase: "."}}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") || e.Name() == clusterFile {
+			continue
+		}
+		b, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			continue
+		}
+		ns, _ := l.node(e.Name(), b)
+		for _, n := range ns {
+			if n.Hostname != "" {
+				names = append(names, n.Hostname)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DefaultFS is the profile embedded in the binary, for NodeNames.
+func DefaultFS() fs.FS { return profiles.FS }
