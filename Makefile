@@ -12,10 +12,6 @@ E2E_TOOLS     := qemu-system-aarch64 qemu-img qemu-aarch64-static update-binfmts
 export PATH   := $(PATH):/usr/sbin:/sbin
 
 DEMO          := demo
-DEMO_ENV      := MAGIBAKE_WIFI_SSID=demo-wifi MAGIBAKE_WIFI_PASSPHRASE=demo-passphrase \
-                 MAGIBAKE_WIFI_COUNTRY=GB MAGIBAKE_USER=pi \
-                 MAGIBAKE_PASSWORD_HASH='$$6$$demosalt$$tnAG0TAR67is2B2BCnDL02E8NT4E9Vf7A08snGYhECQkn59JkOJZN7d6f9m4kzsb9K7MAL4U84UICB9kjt/KS1'
-
 .PHONY: all build test unit lint e2e fuzz bench demo tools e2e-tools fixture clean print-apt-packages
 
 all: build
@@ -117,12 +113,12 @@ demo: tools
 	@[ -f $(DEMO)/base.img.xz ] || scripts/make-fixture-image $(DEMO)/base.img
 	@[ -f $(DEMO)/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C magibake-demo -f $(DEMO)/id_ed25519
 	@$(MAKE) --no-print-directory build
-	$(DEMO_ENV) MAGIBAKE_SSH_KEYS="$$(cat $(DEMO)/id_ed25519.pub)" \
-		bin/magibake build caspar balthasar melchior --base $(DEMO)/base.img.xz --out-dir $(DEMO)/out
+	. scripts/demo.env && bin/magibake build caspar balthasar melchior --base $(DEMO)/base.img.xz --out-dir $(DEMO)/out
 	@echo
 	@echo "Cards in $(DEMO)/out (demo login: pi / raspberry, or ssh -i $(DEMO)/id_ed25519)."
 	@echo "See one: bin/magibake inspect $(DEMO)/out/caspar.img"
-	@echo "Flash one: sudo bin/magibake flash $(DEMO)/out/caspar.img /dev/sdX   (or dd bs=4M conv=fsync)"
+	@echo "Plan and compare with the demo's settings: . scripts/demo.env; bin/magibake diff $(DEMO)/out/caspar.img"
+	@echo "Flash one: sudo bin/magibake flash $(DEMO)/out/caspar.img /dev/sdX   (README: a loop device instead of a card)"
 
 fixture:
 	scripts/make-fixture-image $(DEMO)/base.img

@@ -91,16 +91,16 @@ func TestPinLineFor(t *testing.T) {
 	}
 }
 
-// TestReadmePinsRecommendedBase: the README's "Pin the base" example is the
+// TestDocsPinRecommendedBase: docs/commands.md's pin example is the
 // recommended release, so it moves when the constant does.
-func TestReadmePinsRecommendedBase(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+func TestDocsPinRecommendedBase(t *testing.T) {
+	b, err := os.ReadFile("../../docs/commands.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{PinLine, RecommendedURL} {
 		if !strings.Contains(string(b), want) {
-			t.Errorf("README.md does not contain %q", want)
+			t.Errorf("docs/commands.md does not contain %q", want)
 		}
 	}
 }

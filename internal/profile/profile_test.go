@@ -954,16 +954,16 @@ func TestWorkersOrder(t *testing.T) {
 	}
 }
 
-// TestREADMEWorkersExample keeps the README's example of a file with count
-// true: it loads beside the other nodes as eight workers.
-func TestREADMEWorkersExample(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+// TestDocsWorkersExample keeps docs/profiles.md's example of a file with
+// count true: it loads beside the other nodes as eight workers.
+func TestDocsWorkersExample(t *testing.T) {
+	b, err := os.ReadFile("../../docs/profiles.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := strings.Index(string(b), "```yaml\n# workers.yaml")
 	if start < 0 {
-		t.Fatal("README has no ```yaml block starting # workers.yaml")
+		t.Fatal("docs/profiles.md has no ```yaml block starting # workers.yaml")
 	}
 	block := string(b[start+len("```yaml\n"):])
 	block = block[:strings.Index(block, "```")]
