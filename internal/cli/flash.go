@@ -80,19 +80,21 @@ func runFlash(cmd *cobra.Command, host flash.Host, cardPath, dev string, yes, fo
 			return err
 		}
 	}
-	bars := progressBars(stderr)
+	// The write passes over zero runs it does not write: its bar shows
+	// how far through the card it is; the read-back counts bytes.
+	show := bars(stderr, func(what string) bool { return what != "flash" })
 	var update func(done, total int64)
 	var end func()
 	phase := ""
 	o := flash.Options{}
-	if bars != nil {
+	if show != nil {
 		o.Progress = func(what string, done, total int64) {
 			if what != phase {
 				if end != nil {
 					end()
 				}
 				phase = what
-				update, end = bars(what)
+				update, end = show(what)
 			}
 			update(done, total)
 		}

@@ -9,8 +9,17 @@ import (
 
 // progressBars returns build.Options.Progress for w: a bar per phase,
 // redrawn in place, when w is a terminal; nil otherwise, so logs (CI)
-// get only the one summary line each phase prints when it ends.
+// get only the one summary line each phase prints when it ends. The bars
+// count bytes and show their rate.
 func progressBars(w io.Writer) func(what string) (func(done, total int64), func()) {
+	return bars(w, func(string) bool { return true })
+}
+
+// bars is progressBars where counted(what) says whether phase what
+// advances by bytes it moves. A phase that does not (flash's write, which
+// passes over the card's zero runs without writing them) shows only how
+// far it is: a byte rate there would count bytes never written.
+func bars(w io.Writer, counted func(what string) bool) func(what string) (func(done, total int64), func()) {
 	if !isTerminal(w) {
 		return nil
 	}
@@ -21,7 +30,8 @@ func progressBars(w io.Writer) func(what string) (func(done, total int64), func(
 				bar = progressbar.NewOptions64(total,
 					progressbar.OptionSetWriter(w),
 					progressbar.OptionSetDescription(what),
-					progressbar.OptionShowBytes(true),
+					progressbar.OptionShowBytes(counted(what)),
+					progressbar.OptionSetPredictTime(counted(what)),
 					progressbar.OptionSetWidth(30),
 					progressbar.OptionThrottle(100*time.Millisecond),
 					progressbar.OptionShowElapsedTimeOnFinish(),
