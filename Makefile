@@ -59,17 +59,17 @@ lint:
 		$(GO) run $(ACTIONLINT) -shellcheck="$$(command -v shellcheck)" -pyflakes=
 
 # Every fuzz target, so CI fuzzes every run (go test alone runs only the
-# seeds). Budgets are exec counts, about 20 s each here, not durations: a
+# seeds). Budgets are exec counts, about 15 s each here, not durations: a
 # -fuzztime duration races Go's coordinator at its deadline and fails with
 # "context deadline exceeded" and no crasher (it did in CI on FuzzOpenBase).
 # Minimizing a new interesting input is capped too: by default it may take
 # 60 s per input, during which nothing is fuzzed. FUZZTIME=2m (or 1000000x)
 # overrides every budget. See docs/reliability.md.
 FUZZTIME      ?=
-FUZZ_TARGETS  := internal/profile:FuzzLoad:150000x internal/ext4:FuzzCorruptImage:12000x \
-                 internal/image:FuzzReadLayout:30000x internal/image:FuzzOpenBase:30000x \
-                 internal/bake:FuzzApply:1500x internal/xzblocks:FuzzReader:300000x \
-                 internal/lzma2:FuzzDecode:500000x internal/check:FuzzEvaluate:4000x
+FUZZ_TARGETS  := internal/profile:FuzzLoad:80000x internal/ext4:FuzzCorruptImage:6500x \
+                 internal/image:FuzzReadLayout:20000x internal/image:FuzzOpenBase:18000x \
+                 internal/bake:FuzzApply:800x internal/xzblocks:FuzzReader:220000x \
+                 internal/lzma2:FuzzDecode:170000x internal/check:FuzzEvaluate:15000x
 fuzz: tools
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; \
 		budget=$${FUZZTIME:-$${rest#*:}}; echo "== $$pkg $$name $$budget"; \
