@@ -19,8 +19,9 @@ import (
 // TestInterruptLeavesNothing builds the magibake binary, starts
 // `magibake build` on the fixture, and sends SIGINT or SIGTERM once a temp
 // file shows that it is decompressing the base (into the cache, or with
-// --no-cache beside the output) or writing the output. It must exit 130 and
-// leave the output directory and the cache empty.
+// --no-cache beside the output) or writing the output (of one card, or of
+// the second of two). It must exit 130, print no line that claims a card,
+// and leave the output directory and the cache empty.
 func TestInterruptLeavesNothing(t *testing.T) {
 	img, imgXZ := fixture.Image(t, "bookworm")
 	bin := buildBinary(t)
@@ -33,6 +34,9 @@ func TestInterruptLeavesNothing(t *testing.T) {
 		{"decompressing the base", imgXZ, ".magibake-base-*.img", true, nil},
 		{"decompressing the base with --no-cache", imgXZ, ".magibake-base-*.img", false, []string{"--no-cache"}},
 		{"writing the output", img, ".caspar.img.magibake-*.tmp", false, nil},
+		// caspar's card is made and staged by then: its line must wait
+		// for the commit, which never comes.
+		{"writing the second card", img, ".balthasar.img.magibake-*.tmp", false, []string{"balthasar"}},
 	} {
 		for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 			t.Run(phase.name+"/"+sig.String(), func(t *testing.T) {
@@ -56,6 +60,11 @@ func TestInterruptLeavesNothing(t *testing.T) {
 					}
 					if code != relCodeSignal || !strings.Contains(stderr, "magibake: interrupted; no output was written") {
 						t.Errorf("exit %d, want %d; stderr %q", code, relCodeSignal, stderr)
+					}
+					// Its last line says nothing was written: no line before
+					// it may name a card as made.
+					if strings.Contains(stderr, " operations -> ") {
+						t.Errorf("an interrupted build printed a card line: %q", stderr)
 					}
 					if left, _ := os.ReadDir(out); len(left) > 0 {
 						t.Errorf("left in the output directory: %v", relNames(left))
