@@ -216,8 +216,8 @@ func BenchmarkDecode(b *testing.B) {
 
 // TestRandomChunks feeds LZMA chunks of random bytes behind valid headers:
 // each is an error or decodes, never a panic. `make test` runs this package
-// for 32-bit ARM too (GOARCH=arm), where an int is 32 bits and a distance near 2^32
-// once turned negative and passed the bounds checks.
+// for 32-bit ARM too (GOARCH=arm), where an int is 32 bits and a distance
+// near 2^32 once turned negative and passed the bounds checks.
 func TestRandomChunks(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	for i := range 20000 {
