@@ -69,6 +69,8 @@ func healthy(t Target) Facts {
 		"cmdline":    "console=serial0,115200 console=tty1 root=PARTUUID=26fb285e-02 rootfstype=ext4 fsck.repair=yes rootwait cfg80211.ieee80211_regdom=GB",
 		"cloud-init": "status: done\nextended_status: done\nboot_status_code: enabled-by-generator\nlast_update: Thu, 01 Jan 1970 00:04:13 +0000\ndetail: DataSourceNoCloud [seed=/boot/firmware]\nerrors: []\nrecoverable_errors: {}",
 		"disk":       "4294967296 540672 7847936 3919773696",
+		"users":      c.User.Name + ":1000",
+		"seed":       "manage_etc_hosts: false",
 		"wifi-radio": "enabled",
 		"wifi-state": "100 (connected)",
 		"wifi-link":  "Connected to 02:48:00:00:01:01 (on wlan0)\n\tSSID: home-wifi\n\tfreq: 2437.0",
@@ -173,6 +175,10 @@ func TestEvaluateFindsProblems(t *testing.T) {
 			f["cloud-init"] = "not installed"
 			f["cmdline"] += " init=/usr/lib/raspberrypi-sys-mods/firstboot"
 		}, check: "first boot", detail: "still starts the first-boot init"},
+		{name: "a second user", breakF: func(f Facts) { f["users"] += "\nbob:1001" }, check: "users", detail: "login users pi:1000 bob:1001, want only pi:1000"},
+		{name: "the user not uid 1000", breakF: func(f Facts) { f["users"] = "pi:1001" }, check: "users", detail: "login users pi:1001, want only pi:1000"},
+		{name: "hosts by cloud-init", breakF: func(f Facts) { f["hosts-writer"] = "cloud-init" }, check: "hosts", detail: "/etc/hosts rewritten by cloud-init (manage_etc_hosts)"},
+		{name: "seed sets a user", breakF: func(f Facts) { f["seed"] += "\nuser bob" }, check: "cloud-init seed", detail: "/boot/firmware/user-data sets user bob: written by Raspberry Pi Imager's OS customisation"},
 		{name: "not resized", breakF: func(f Facts) { f["disk"] = "4294967296 540672 3145728 1610612736" }, check: "root grown", detail: "ends at 1887436800 of 4294967296"},
 		{name: "head /32", breakF: func(f Facts) { f["eth0"] = "2: eth0    inet 10.3.50.1/32 scope global eth0" }, check: "eth0", detail: "10.3.50.1/32, want 10.3.50.1/24"},
 		{name: "no cluster route", breakF: func(f Facts) { f["routes"] = strings.Split(f["routes"], "\n")[0] }, check: "cluster route", detail: "10.3.50.0/24 dev eth0"},
@@ -394,4 +400,80 @@ func FuzzEvaluate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSeedKeys: what the check script prints of a user-data file, run by sh
+// on the card's own user-data and on one written as Raspberry Pi Imager's OS
+// customisation writes it (testdata/imager-user-data): the keys that make a
+// node another one, and no password hash or key.
+func TestSeedKeys(t *testing.T) {
+	head, _ := targets(t)
+	var card []byte
+	for _, op := range head.Plan.Final() {
+		if op.Partition == plan.Boot && op.Path == "/user-data" {
+			card = op.Content
+		}
+	}
+	if card == nil {
+		t.Fatal("the plan has no /user-data on the boot partition")
+	}
+	cardFile := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(cardFile, card, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{cardFile, "manage_etc_hosts: false\n"},
+		{"testdata/imager-user-data", "hostname: imaged\nmanage_etc_hosts: true\nuser bob\n"},
+		{filepath.Join(t.TempDir(), "none"), ""},
+	} {
+		out, err := exec.Command("sh", "-c", SeedKeys(tc.file)).Output()
+		if err != nil || string(out) != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.file, out, err, tc.want)
+		}
+	}
+}
+
+// TestImagerCustomisationNamed: a card customised with Raspberry Pi Imager
+// anyway (its user-data as testdata/imager-user-data, cloud-init's effects as
+// a raspberry-pi-os node showed them: a second user, /etc/hosts rewritten)
+// fails users, hosts and the seed, each naming Imager's customisation as the
+// cause, and shows neither the password hash nor the key of that user-data.
+func TestImagerCustomisationNamed(t *testing.T) {
+	head, _ := targets(t)
+	out, err := exec.Command("sh", "-c", SeedKeys("testdata/imager-user-data")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := healthy(head)
+	f["seed"] = string(out)
+	f["users"] += "\nbob:1001"
+	f["hosts-writer"] = "cloud-init"
+	f["files"] = replaceSum(replaceSum(f["files"], "/boot/firmware/user-data"), "/etc/hosts")
+	cause := "cause: /boot/firmware/user-data sets hostname: imaged, manage_etc_hosts: true, user bob: written by Raspberry Pi Imager's OS customisation"
+	want := map[string]string{
+		"users":           "login users pi:1000 bob:1001, want only pi:1000; " + cause,
+		"hosts":           "/etc/hosts rewritten by cloud-init (manage_etc_hosts); " + cause,
+		"cloud-init seed": strings.TrimPrefix(cause, "cause: "),
+	}
+	for _, r := range Evaluate(head, f) {
+		if strings.Contains(r.Detail, "$6$") || strings.Contains(r.Detail, "AAAAC3") {
+			t.Errorf("%s: %q shows the user-data's password hash or key", r.Check, r.Detail)
+		}
+		if w, ok := want[r.Check]; ok {
+			if r.OK || !strings.Contains(r.Detail, w) {
+				t.Errorf("%s: ok %v, %q; want a failure saying %q", r.Check, r.OK, r.Detail, w)
+			}
+			delete(want, r.Check)
+		}
+	}
+	for c := range want {
+		t.Errorf("no %s check", c)
+	}
+	// Bookworm reads no cloud-init seed: the same user-data names no cause.
+	f["cloud-init"] = "not installed"
+	for _, r := range Evaluate(head, f) {
+		if strings.Contains(r.Detail, "Imager") || r.Check == "cloud-init seed" {
+			t.Errorf("without cloud-init: %s: %q", r.Check, r.Detail)
+		}
+	}
 }

@@ -49,7 +49,9 @@ func (j *judge) add(name string, ok bool, format string, a ...any) {
 func Evaluate(t Target, f Facts) []Result {
 	j := &judge{t: t, f: f}
 	n, c := t.Node, t.Cluster
-	j.add("hostname", f["hostname"] == n.Hostname, "%s, want %s", orNothing(f["hostname"]), n.Hostname)
+	cause := j.customisation()
+	ok := f["hostname"] == n.Hostname
+	j.add("hostname", ok, "%s, want %s%s", orNothing(f["hostname"]), n.Hostname, because(ok, cause))
 	j.manifest()
 	want := strings.Fields(t.HostKey)
 	got := strings.Fields(f["hostkey"])
@@ -62,6 +64,7 @@ func Evaluate(t Target, f Facts) []Result {
 	}
 	j.add("failed units", len(failed) == 0, "%s", orNone(strings.Join(failed, " ")))
 	j.firstBoot()
+	j.accounts(cause)
 	if n.Role == profile.RoleHead {
 		j.head()
 	} else {
@@ -89,6 +92,57 @@ func (j *judge) manifest() {
 		j.add("manifest", false, "%v", err)
 	default:
 		j.add("manifest", m.Node == j.t.Node.Hostname, "%s baked by %s %s for %s", manifest.Path, m.Tool, m.Version, orNothing(m.Node))
+	}
+}
+
+// customisation says what the boot partition's cloud-init user-data sets
+// that makes the node another one than its profile, as Raspberry Pi
+// Imager's OS customisation writes it, or "" when it sets none of that or
+// cloud-init does not read it (Bookworm).
+func (j *judge) customisation() string {
+	if ci := j.f["cloud-init"]; ci == "" || ci == "not installed" {
+		return ""
+	}
+	var set []string
+	for _, l := range lines(j.f["seed"]) {
+		k, v, _ := strings.Cut(l, ":")
+		v = strings.TrimSpace(v)
+		switch {
+		case strings.HasPrefix(l, "user "):
+			set = append(set, l)
+		case k == "manage_etc_hosts" && !slices.Contains([]string{"false", "False", "FALSE", "no", "off"}, v):
+			set = append(set, l)
+		case k == "hostname" || k == "fqdn":
+			set = append(set, l)
+		}
+	}
+	if len(set) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s/user-data sets %s: written by Raspberry Pi Imager's OS customisation, not by magibake; cloud-init applies it at the first boot. Reflash the card without customisation",
+		BootMount, strings.Join(set, ", "))
+}
+
+// because is "; cause: CAUSE" for a failed check when there is a cause.
+func because(ok bool, cause string) string {
+	if ok || cause == "" {
+		return ""
+	}
+	return "; cause: " + cause
+}
+
+// accounts checks the node's login users and /etc/hosts, which the OS's
+// first boot (cloud-init's users and manage_etc_hosts) can change, and the
+// cloud-init seed that would change them.
+func (j *judge) accounts(cause string) {
+	f, u := j.f, j.t.Cluster.User.Name
+	users := strings.Join(lines(f["users"]), " ")
+	ok := users == u+":1000"
+	j.add("users", ok, "login users %s, want only %s:1000%s", orNone(users), u, because(ok, cause))
+	ok = f["hosts-writer"] != "cloud-init"
+	j.add("hosts", ok, "/etc/hosts %s%s", pick(ok, "not rewritten by cloud-init", "rewritten by cloud-init (manage_etc_hosts)"), because(ok, cause))
+	if ci := f["cloud-init"]; ci != "" && ci != "not installed" {
+		j.add("cloud-init seed", cause == "", "%s", pick(cause == "", BootMount+"/user-data sets no hostname, users or manage_etc_hosts", cause))
 	}
 }
 

@@ -71,6 +71,10 @@ func Script(t Target) string {
 	sec("routes", "ip -4 route show")
 	sec("cmdline", "cat "+BootMount+"/cmdline.txt")
 	sec("cloud-init", "if command -v cloud-init >/dev/null; then cloud-init status --long; else echo 'not installed'; fi")
+	// Login accounts (Debian's UID_MIN to UID_MAX): "name:uid" each.
+	sec("users", "getent passwd | awk -F: '$3 >= 1000 && $3 <= 60000 { print $1 \":\" $3 }'")
+	sec("hosts-writer", "grep -q manage_etc_hosts /etc/hosts && echo cloud-init")
+	sec("seed", SeedKeys(path.Join(BootMount, "user-data")))
 	// The root partition and its card: "disk-bytes start-sector sectors fs-bytes".
 	sec("disk", `r=$(findmnt -no SOURCE /); d=$(lsblk -no PKNAME "$r"); p=${r#/dev/}; echo "$(lsblk -bdno SIZE "/dev/$d") $(cat "/sys/class/block/$p/start") $(cat "/sys/class/block/$p/size") $(findmnt -bno SIZE /)"`)
 	if t.Node.Role == profile.RoleHead {
@@ -98,6 +102,17 @@ func Script(t Target) string {
 	}
 	sec("end", "true")
 	return b.String()
+}
+
+// SeedKeys returns a command that prints what of a cloud-init user-data file
+// at file makes a node another one: the top-level hostname, fqdn and
+// manage_etc_hosts lines, and "user NAME" for each name under user: or
+// users:, which Raspberry Pi Imager's OS customisation writes. Nothing else
+// of the file (password hashes, keys) is printed.
+func SeedKeys(file string) string {
+	return `[ ! -f ` + shq(file) + ` ] || awk '/^[^[:space:]#-]/ { u = ($1 == "user:" || $1 == "users:") }
+/^(hostname|fqdn|manage_etc_hosts):/ { print }
+u && /^[[:space:]]*-?[[:space:]]*name:/ { sub(/^[[:space:]]*-?[[:space:]]*name:[[:space:]]*/, ""); print "user " $0 }' ` + shq(file)
 }
 
 // livePath is where a planned path is on the running node.

@@ -38,7 +38,9 @@ func newCheck() *cobra.Command {
 		Long: `check logs in to each node (all of them by default) over SSH and checks the
 running system against its profile and today's plan: hostname, the baked host
 key, system state and failed units, the OS's first boot (cloud-init or
-firstboot done, root file system grown), the head's cluster address, route,
+firstboot done, root file system grown), the login users and /etc/hosts (a
+cloud-init seed rewritten by Raspberry Pi Imager's OS customisation is named
+as the cause), the head's cluster address, route,
 forwarding, NAT rules (each exactly once) and DHCP server with its leases, a
 worker's lease, default route through the head and the upstream beyond it,
 the home Wi-Fi (joined, home address, regulatory domain), and every file the
