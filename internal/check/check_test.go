@@ -70,7 +70,7 @@ func healthy(t Target) Facts {
 		"cloud-init": "status: done\nextended_status: done\nboot_status_code: enabled-by-generator\nlast_update: Thu, 01 Jan 1970 00:04:13 +0000\ndetail: DataSourceNoCloud [seed=/boot/firmware]\nerrors: []\nrecoverable_errors: {}",
 		"disk":       "4294967296 540672 7847936 3919773696",
 		"users":      c.User.Name + ":1000",
-		"seed":       "manage_etc_hosts: false",
+		"seed":       "manage_etc_hosts: false\n#read",
 		"wifi-radio": "enabled",
 		"wifi-state": "100 (connected)",
 		"wifi-link":  "Connected to 02:48:00:00:01:01 (on wlan0)\n\tSSID: home-wifi\n\tfreq: 2437.0",
@@ -177,8 +177,10 @@ func TestEvaluateFindsProblems(t *testing.T) {
 		}, check: "first boot", detail: "still starts the first-boot init"},
 		{name: "a second user", breakF: func(f Facts) { f["users"] += "\nbob:1001" }, check: "users", detail: "login users pi:1000 bob:1001, want only pi:1000"},
 		{name: "the user not uid 1000", breakF: func(f Facts) { f["users"] = "pi:1001" }, check: "users", detail: "login users pi:1001, want only pi:1000"},
-		{name: "hosts by cloud-init", breakF: func(f Facts) { f["hosts-writer"] = "cloud-init" }, check: "hosts", detail: "/etc/hosts rewritten by cloud-init (manage_etc_hosts)"},
-		{name: "seed sets a user", breakF: func(f Facts) { f["seed"] += "\nuser bob" }, check: "cloud-init seed", detail: "/boot/firmware/user-data sets user bob: written by Raspberry Pi Imager's OS customisation"},
+		{name: "hosts by cloud-init", breakF: func(f Facts) { f["hosts-writer"] = "cloud-init" }, check: "hosts", detail: "/etc/hosts written from cloud-init's template (manage_etc_hosts)"},
+		{name: "seed sets a user", breakF: func(f Facts) { f["seed"] += "\nuser bob" }, check: "cloud-init seed", detail: "/boot/firmware/user-data as baked (an overlay's) sets user bob"},
+		{name: "seed manage_etc_hosts", breakF: func(f Facts) { f["seed"] = "manage_etc_hosts: localhost\n#read" }, check: "cloud-init seed", detail: "sets manage_etc_hosts: localhost"},
+		{name: "seed unreadable", breakF: func(f Facts) { f["seed"] = "#missing" }, check: "cloud-init seed", detail: "cannot tell what /boot/firmware/user-data sets: #missing"},
 		{name: "not resized", breakF: func(f Facts) { f["disk"] = "4294967296 540672 3145728 1610612736" }, check: "root grown", detail: "ends at 1887436800 of 4294967296"},
 		{name: "head /32", breakF: func(f Facts) { f["eth0"] = "2: eth0    inet 10.3.50.1/32 scope global eth0" }, check: "eth0", detail: "10.3.50.1/32, want 10.3.50.1/24"},
 		{name: "no cluster route", breakF: func(f Facts) { f["routes"] = strings.Split(f["routes"], "\n")[0] }, check: "cluster route", detail: "10.3.50.0/24 dev eth0"},
@@ -422,9 +424,15 @@ func TestSeedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ file, want string }{
-		{cardFile, "manage_etc_hosts: false\n"},
-		{"testdata/imager-user-data", "hostname: imaged\nmanage_etc_hosts: true\nuser bob\n"},
-		{filepath.Join(t.TempDir(), "none"), ""},
+		{cardFile, "manage_etc_hosts: false\n#read\n"},
+		{"testdata/imager-user-data", "hostname: imaged\nmanage_etc_hosts: true\nuser bob\n#read\n"},
+		{filepath.Join(t.TempDir(), "none"), "#missing\n"},
+		// Shapes that put a secret on the line of a name or key.
+		{seedFile(t, "user: {\n  name: bob, passwd: \"$6$SECRET\" }\n"), "user (not a block list)\nuser bob\n#read\n"},
+		{seedFile(t, "users:\n- name: bob # passwd $6$SECRET\n  passwd: $6$SECRET\n"), "user bob\n#read\n"},
+		{seedFile(t, "users: [{name: bob, passwd: $6$SECRET}]\n"), "user (not a block list)\n#read\n"},
+		{seedFile(t, "user: bob\r\nhostname: 'imaged' # $6$SECRET\r\nmanage_etc_hosts: \"false\"\r\n"), "user bob\nhostname: imaged\nmanage_etc_hosts: false\n#read\n"},
+		{seedFile(t, "write_files:\n- path: /x\n  hostname: other\nruncmd:\n- name: x\n"), "#read\n"},
 	} {
 		out, err := exec.Command("sh", "-c", SeedKeys(tc.file)).Output()
 		if err != nil || string(out) != tc.want {
@@ -433,11 +441,23 @@ func TestSeedKeys(t *testing.T) {
 	}
 }
 
+// seedFile writes a user-data file for TestSeedKeys.
+func seedFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestImagerCustomisationNamed: a card customised with Raspberry Pi Imager
-// anyway (its user-data as testdata/imager-user-data, cloud-init's effects as
-// a raspberry-pi-os node showed them: a second user, /etc/hosts rewritten)
-// fails users, hosts and the seed, each naming Imager's customisation as the
-// cause, and shows neither the password hash nor the key of that user-data.
+// anyway (its user-data as testdata/imager-user-data, and the effects
+// cloud-init 26.2's code implies on the raspberry-pi-os distro: a second
+// user, /etc/hosts from its template, its hostname) fails hostname, users,
+// hosts and the seed, each naming the key that breaks it and Imager's
+// customisation as the cause, and shows neither the password hash nor the
+// key of that user-data.
 func TestImagerCustomisationNamed(t *testing.T) {
 	head, _ := targets(t)
 	out, err := exec.Command("sh", "-c", SeedKeys("testdata/imager-user-data")).Output()
@@ -449,11 +469,13 @@ func TestImagerCustomisationNamed(t *testing.T) {
 	f["users"] += "\nbob:1001"
 	f["hosts-writer"] = "cloud-init"
 	f["files"] = replaceSum(replaceSum(f["files"], "/boot/firmware/user-data"), "/etc/hosts")
-	cause := "cause: /boot/firmware/user-data sets hostname: imaged, manage_etc_hosts: true, user bob: written by Raspberry Pi Imager's OS customisation"
+	f["hostname"] = "imaged"
+	imager := " as Raspberry Pi Imager's OS customisation writes it; cloud-init applies it at the first boot. Reflash the card without customisation"
 	want := map[string]string{
-		"users":           "login users pi:1000 bob:1001, want only pi:1000; " + cause,
-		"hosts":           "/etc/hosts rewritten by cloud-init (manage_etc_hosts); " + cause,
-		"cloud-init seed": strings.TrimPrefix(cause, "cause: "),
+		"hostname":        "imaged, want caspar; cause: /boot/firmware/user-data is not the card's and sets hostname: imaged," + imager,
+		"users":           "login users pi:1000 bob:1001, want only pi:1000; cause: /boot/firmware/user-data is not the card's and sets user bob," + imager,
+		"hosts":           "/etc/hosts written from cloud-init's template (manage_etc_hosts); cause: /boot/firmware/user-data is not the card's and sets manage_etc_hosts: true," + imager,
+		"cloud-init seed": "/boot/firmware/user-data is not the card's and sets hostname: imaged, user bob, manage_etc_hosts: true," + imager,
 	}
 	for _, r := range Evaluate(head, f) {
 		if strings.Contains(r.Detail, "$6$") || strings.Contains(r.Detail, "AAAAC3") {

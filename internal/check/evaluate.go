@@ -49,9 +49,9 @@ func (j *judge) add(name string, ok bool, format string, a ...any) {
 func Evaluate(t Target, f Facts) []Result {
 	j := &judge{t: t, f: f}
 	n, c := t.Node, t.Cluster
-	cause := j.customisation()
+	sd := j.readSeed()
 	ok := f["hostname"] == n.Hostname
-	j.add("hostname", ok, "%s, want %s%s", orNothing(f["hostname"]), n.Hostname, because(ok, cause))
+	j.add("hostname", ok, "%s, want %s%s", orNothing(f["hostname"]), n.Hostname, because(ok, sd.cause(sd.hostname)))
 	j.manifest()
 	want := strings.Fields(t.HostKey)
 	got := strings.Fields(f["hostkey"])
@@ -64,7 +64,7 @@ func Evaluate(t Target, f Facts) []Result {
 	}
 	j.add("failed units", len(failed) == 0, "%s", orNone(strings.Join(failed, " ")))
 	j.firstBoot()
-	j.accounts(cause)
+	j.accounts(sd)
 	if n.Role == profile.RoleHead {
 		j.head()
 	} else {
@@ -95,32 +95,65 @@ func (j *judge) manifest() {
 	}
 }
 
-// customisation says what the boot partition's cloud-init user-data sets
-// that makes the node another one than its profile, as Raspberry Pi
-// Imager's OS customisation writes it, or "" when it sets none of that or
-// cloud-init does not read it (Bookworm).
-func (j *judge) customisation() string {
+// seed is what the boot partition's cloud-init user-data sets that makes the
+// node another one than its profile (SeedKeys' lines, by the check each
+// breaks), and whether that file is still the card's.
+type seed struct {
+	read                   bool // SeedKeys' output ended as it does
+	users, hosts, hostname []string
+	rewritten              bool // the file differs from the plan
+}
+
+// falseWords are YAML 1.1's false values, as cloud-init's PyYAML reads them
+// (compared without case).
+var falseWords = []string{"false", "no", "off"}
+
+// readSeed reads the seed section; a zero seed when cloud-init does not
+// read one (Bookworm) or did not answer.
+func (j *judge) readSeed() seed {
+	var s seed
 	if ci := j.f["cloud-init"]; ci == "" || ci == "not installed" {
-		return ""
+		return s
 	}
-	var set []string
 	for _, l := range lines(j.f["seed"]) {
 		k, v, _ := strings.Cut(l, ":")
 		v = strings.TrimSpace(v)
 		switch {
+		case l == "#read":
+			s.read = true
 		case strings.HasPrefix(l, "user "):
-			set = append(set, l)
-		case k == "manage_etc_hosts" && !slices.Contains([]string{"false", "False", "FALSE", "no", "off"}, v):
-			set = append(set, l)
+			s.users = append(s.users, l)
+		case k == "manage_etc_hosts" && !slices.Contains(falseWords, strings.ToLower(v)):
+			s.hosts = append(s.hosts, l)
 		case k == "hostname" || k == "fqdn":
-			set = append(set, l)
+			s.hostname = append(s.hostname, l)
 		}
 	}
-	if len(set) == 0 {
+	for _, op := range j.t.Plan.Final() {
+		if op.Partition == plan.Boot && op.Path == "/user-data" {
+			p := livePath(op)
+			for _, l := range lines(j.f["files"]) {
+				if w := strings.Split(l, "\t"); len(w) > 1 && w[1] == p {
+					s.rewritten = fileProblem(op, w, j.t.Plan.Secrets) != ""
+				}
+			}
+		}
+	}
+	return s
+}
+
+// cause says where keys come from and what to do, or "" without keys: a
+// user-data that is not the card's any more is what Raspberry Pi Imager's
+// OS customisation writes.
+func (s seed) cause(keys []string) string {
+	if len(keys) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%s/user-data sets %s: written by Raspberry Pi Imager's OS customisation, not by magibake; cloud-init applies it at the first boot. Reflash the card without customisation",
-		BootMount, strings.Join(set, ", "))
+	if s.rewritten {
+		return fmt.Sprintf("%s/user-data is not the card's and sets %s, as Raspberry Pi Imager's OS customisation writes it; cloud-init applies it at the first boot. Reflash the card without customisation",
+			BootMount, strings.Join(keys, ", "))
+	}
+	return fmt.Sprintf("%s/user-data as baked (an overlay's) sets %s; cloud-init applies it at the first boot", BootMount, strings.Join(keys, ", "))
 }
 
 // because is "; cause: CAUSE" for a failed check when there is a cause.
@@ -133,16 +166,24 @@ func because(ok bool, cause string) string {
 
 // accounts checks the node's login users and /etc/hosts, which the OS's
 // first boot (cloud-init's users and manage_etc_hosts) can change, and the
-// cloud-init seed that would change them.
-func (j *judge) accounts(cause string) {
+// cloud-init seed that would change them. Any login account (uid
+// 1000-60000) besides the profile's fails.
+func (j *judge) accounts(s seed) {
 	f, u := j.f, j.t.Cluster.User.Name
 	users := strings.Join(lines(f["users"]), " ")
 	ok := users == u+":1000"
-	j.add("users", ok, "login users %s, want only %s:1000%s", orNone(users), u, because(ok, cause))
+	j.add("users", ok, "login users %s, want only %s:1000%s", orNone(users), u, because(ok, s.cause(s.users)))
 	ok = f["hosts-writer"] != "cloud-init"
-	j.add("hosts", ok, "/etc/hosts %s%s", pick(ok, "not rewritten by cloud-init", "rewritten by cloud-init (manage_etc_hosts)"), because(ok, cause))
-	if ci := f["cloud-init"]; ci != "" && ci != "not installed" {
-		j.add("cloud-init seed", cause == "", "%s", pick(cause == "", BootMount+"/user-data sets no hostname, users or manage_etc_hosts", cause))
+	j.add("hosts", ok, "/etc/hosts %s%s", pick(ok, "not written from cloud-init's template", "written from cloud-init's template (manage_etc_hosts)"), because(ok, s.cause(s.hosts)))
+	if ci := f["cloud-init"]; ci == "" || ci == "not installed" {
+		return
+	}
+	all := s.cause(slices.Concat(s.hostname, s.users, s.hosts))
+	switch {
+	case !s.read:
+		j.add("cloud-init seed", false, "cannot tell what %s/user-data sets: %s", BootMount, orNothing(strings.Join(lines(f["seed"]), "; ")))
+	default:
+		j.add("cloud-init seed", all == "", "%s", pick(all == "", BootMount+"/user-data sets no hostname, users or manage_etc_hosts", all))
 	}
 }
 

@@ -106,13 +106,26 @@ func Script(t Target) string {
 
 // SeedKeys returns a command that prints what of a cloud-init user-data file
 // at file makes a node another one: the top-level hostname, fqdn and
-// manage_etc_hosts lines, and "user NAME" for each name under user: or
-// users:, which Raspberry Pi Imager's OS customisation writes. Nothing else
-// of the file (password hashes, keys) is printed.
+// manage_etc_hosts keys, and "user NAME" for each name under user: or
+// users: (Raspberry Pi Imager's OS customisation writes these), then
+// "#read"; "#missing" when there is no such file. A value is printed up to
+// its first character outside [A-Za-z0-9._-], quotes and comments removed,
+// so a hash or key on the same line never is; a user: or users: value
+// written inline (flow style) prints "user (not a block list)".
 func SeedKeys(file string) string {
-	return `[ ! -f ` + shq(file) + ` ] || awk '/^[^[:space:]#-]/ { u = ($1 == "user:" || $1 == "users:") }
-/^(hostname|fqdn|manage_etc_hosts):/ { print }
-u && /^[[:space:]]*-?[[:space:]]*name:/ { sub(/^[[:space:]]*-?[[:space:]]*name:[[:space:]]*/, ""); print "user " $0 }' ` + shq(file)
+	return `if [ -f ` + shq(file) + ` ]; then awk '
+function clean(v) { sub(/[[:space:]]+#.*/, "", v); gsub("[\"\047]", "", v); match(v, /^[A-Za-z0-9._-]*/); return substr(v, 1, RLENGTH) }
+{ sub(/\r$/, "") }
+/^[^[:space:]#-]/ {
+	u = ($1 == "user:" || $1 == "users:")
+	if (u) {
+		v = $0; sub(/^[a-z]+:[[:space:]]*/, "", v); sub(/[[:space:]]*#.*/, "", v)
+		if (v != "" && v != "[]") print "user " (clean(v) == v ? v : "(not a block list)")
+	}
+}
+/^(hostname|fqdn|manage_etc_hosts):/ { v = $0; sub(/^[a-z_]+:[[:space:]]*/, "", v); print substr($0, 1, index($0, ":")) " " clean(v) }
+u && /^[[:space:]]*-?[[:space:]]*name:/ { v = $0; sub(/^[[:space:]]*-?[[:space:]]*name:[[:space:]]*/, "", v); print "user " clean(v) }
+END { print "#read" }' ` + shq(file) + `; else echo '#missing'; fi`
 }
 
 // livePath is where a planned path is on the running node.
