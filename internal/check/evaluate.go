@@ -99,6 +99,7 @@ func (j *judge) manifest() {
 // node another one than its profile (SeedKeys' lines, by the check each
 // breaks), and whether that file is still the card's.
 type seed struct {
+	applies                bool // cloud-init is installed and reads it
 	read                   bool // SeedKeys' output ended as it does
 	users, hosts, hostname []string
 	rewritten              bool // the file differs from the plan
@@ -115,6 +116,7 @@ func (j *judge) readSeed() seed {
 	if ci := j.f["cloud-init"]; ci == "" || ci == "not installed" {
 		return s
 	}
+	s.applies = true
 	for _, l := range lines(j.f["seed"]) {
 		k, v, _ := strings.Cut(l, ":")
 		v = strings.TrimSpace(v)
@@ -129,14 +131,10 @@ func (j *judge) readSeed() seed {
 			s.hostname = append(s.hostname, l)
 		}
 	}
+	live := liveFiles(j.f["files"])
 	for _, op := range j.t.Plan.Final() {
-		if op.Partition == plan.Boot && op.Path == "/user-data" {
-			p := livePath(op)
-			for _, l := range lines(j.f["files"]) {
-				if w := strings.Split(l, "\t"); len(w) > 1 && w[1] == p {
-					s.rewritten = fileProblem(op, w, j.t.Plan.Secrets) != ""
-				}
-			}
+		if w, ok := live[livePath(op)]; ok && op.Partition == plan.Boot && op.Path == "/user-data" {
+			s.rewritten = fileProblem(op, w, j.t.Plan.Secrets) != ""
 		}
 	}
 	return s
@@ -175,16 +173,15 @@ func (j *judge) accounts(s seed) {
 	j.add("users", ok, "login users %s, want only %s:1000%s", orNone(users), u, because(ok, s.cause(s.users)))
 	ok = f["hosts-writer"] != "cloud-init"
 	j.add("hosts", ok, "/etc/hosts %s%s", pick(ok, "not written from cloud-init's template", "written from cloud-init's template (manage_etc_hosts)"), because(ok, s.cause(s.hosts)))
-	if ci := f["cloud-init"]; ci == "" || ci == "not installed" {
+	if !s.applies {
+		return
+	}
+	if !s.read {
+		j.add("cloud-init seed", false, "cannot tell what %s/user-data sets: %s", BootMount, orNothing(strings.Join(lines(f["seed"]), "; ")))
 		return
 	}
 	all := s.cause(slices.Concat(s.hostname, s.users, s.hosts))
-	switch {
-	case !s.read:
-		j.add("cloud-init seed", false, "cannot tell what %s/user-data sets: %s", BootMount, orNothing(strings.Join(lines(f["seed"]), "; ")))
-	default:
-		j.add("cloud-init seed", all == "", "%s", pick(all == "", BootMount+"/user-data sets no hostname, users or manage_etc_hosts", all))
-	}
+	j.add("cloud-init seed", all == "", "%s", pick(all == "", BootMount+"/user-data sets no hostname, users or manage_etc_hosts", all))
 }
 
 func (j *judge) firstBoot() {
@@ -384,16 +381,22 @@ func (j *judge) wifi() {
 	j.add("regulatory domain", strings.HasPrefix(reg, "country "+c.WiFi.Country+":"), "%s, want country %s", orNothing(reg), c.WiFi.Country)
 }
 
-// files judges every planned path against the node's, by content hash
-// alone: no content is printed, so secrets stay secret.
-func (j *judge) files() {
+// liveFiles indexes the script's files section by path: each entry's
+// tab-separated words (kind, path, details).
+func liveFiles(s string) map[string][]string {
 	live := map[string][]string{}
-	for _, l := range lines(j.f["files"]) {
-		w := strings.Split(l, "\t")
-		if len(w) >= 2 {
+	for _, l := range lines(s) {
+		if w := strings.Split(l, "\t"); len(w) >= 2 {
 			live[w[1]] = w
 		}
 	}
+	return live
+}
+
+// files judges every planned path against the node's, by content hash
+// alone: no content is printed, so secrets stay secret.
+func (j *judge) files() {
+	live := liveFiles(j.f["files"])
 	good := 0
 	for _, op := range j.t.Plan.Final() {
 		p := livePath(op)
