@@ -33,6 +33,9 @@ func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.
 	if err != nil {
 		return nil, err
 	}
+	if err := expect(dev, layout, p.Expects); err != nil {
+		return nil, err
+	}
 	all := written.Ops
 	for _, part := range []plan.Partition{plan.Boot, plan.Root} {
 		if err := ctx.Err(); err != nil {
@@ -60,6 +63,35 @@ func Apply(ctx context.Context, dev *image.Device, layout image.Layout, p *plan.
 		return nil, err
 	}
 	return m, nil
+}
+
+// ErrExpect marks a base that lacks a file the profile's settings need (a
+// time zone, locale or keyboard layout it does not ship): bad input.
+var ErrExpect = errors.New("the base lacks what the profile needs")
+
+// expect checks, before anything is written, that the base's root holds
+// every file the plan expects.
+func expect(dev *image.Device, layout image.Layout, want []plan.Expect) error {
+	if len(want) == 0 {
+		return nil
+	}
+	fsys, err := ext4.Open(dev.Section(layout.Root.Start, layout.Root.Size), layout.Root.Size)
+	if err != nil {
+		return fmt.Errorf("open root partition: %w", err)
+	}
+	defer fsys.Close() // reads only: nothing to write back
+	for _, e := range want {
+		st, err := fsys.Lstat(e.Path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+			return fmt.Errorf("%w: %s (no %s)", ErrExpect, e.Why, e.Path)
+		case err != nil:
+			return fmt.Errorf("root partition: %s: %w", e.Path, err)
+		case st.Mode.IsDir():
+			return fmt.Errorf("%w: %s (%s is a directory)", ErrExpect, e.Why, e.Path)
+		}
+	}
+	return nil
 }
 
 // bootBytes is what the plan writes to the boot partition.
@@ -107,7 +139,7 @@ func verb(k plan.Kind) string {
 		return "symlink"
 	case plan.Remove:
 		return "remove"
-	case plan.EditCmdline:
+	case plan.EditCmdline, plan.EditConfig:
 		return "edit"
 	}
 	return string(k)
@@ -210,6 +242,17 @@ func applyFAT(fsys *fat32.FileSystem, op plan.Op, p *plan.Plan) error {
 			return fmt.Errorf("read: %w", err)
 		}
 		return fatWrite(fsys, op.Path, []byte(plan.ApplyCmdline(string(old), op.CmdlineSet, op.CmdlineRemove)), p)
+	case plan.EditConfig:
+		// A base without config.txt gets one: the firmware reads none as
+		// all defaults, and the lines are then all it says.
+		var old []byte
+		if fi, ok := fatread.Exists(fsys, op.Path); ok && fi.Size() > 0 {
+			var err error
+			if old, err = fatread.ReadFile(fsys, op.Path); err != nil {
+				return fmt.Errorf("read: %w", err)
+			}
+		}
+		return fatWrite(fsys, op.Path, []byte(plan.ApplyConfig(string(old), op.ConfigLines)), p)
 	case plan.Mkdir:
 		return fatMkdir(fsys, op.Path, p.MTime)
 	case plan.Remove:

@@ -11,7 +11,7 @@ import (
 // features the ext4 writer refuses, or an overlay that does not fit the
 // base.
 func InputProblem(err error) bool {
-	for _, e := range []error{ext4.ErrNoSpace, ErrBootFull, ErrConflict, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
+	for _, e := range []error{ext4.ErrNoSpace, ErrBootFull, ErrConflict, ErrExpect, ext4.ErrUnsupported, ext4.ErrCorrupt, ext4.ErrNeedsCheck} {
 		if errors.Is(err, e) {
 			return true
 		}

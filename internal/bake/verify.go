@@ -87,6 +87,8 @@ func unverified(op plan.Op, r compare.Result) error {
 		return fmt.Errorf("missing %q", r.Unset[0])
 	case op.Kind == plan.EditCmdline && len(r.Kept) > 0:
 		return fmt.Errorf("still has %q", r.Kept[0])
+	case op.Kind == plan.EditConfig && len(r.Unapplied) > 0:
+		return fmt.Errorf("lacks %q in [%s]", r.Unapplied[0].Line, r.Unapplied[0].Section)
 	case op.Kind == plan.WriteFile && r.Content && op.Partition == plan.Boot && len(op.Content) == 0:
 		return fmt.Errorf("%d bytes, want an empty file", len(r.Current))
 	case op.Kind == plan.WriteFile && r.Content:

@@ -192,7 +192,7 @@ func TestEvaluateFindsProblems(t *testing.T) {
 		{name: "NAT rule missing", breakF: func(f Facts) { f["iptables"] = "" }, check: "rule", detail: "loaded 0 time(s)"},
 		{name: "dhcpd down", breakF: func(f Facts) { f["dhcpd"] = "failed" }, check: "dhcpd", detail: "isc-dhcp-server failed; active leases: 10.3.50.10 (melchior)"},
 		{name: "route unit", breakF: func(f Facts) { f["route-unit"] = "inactive" }, check: "cluster route unit", detail: "inactive"},
-		{name: "head first boot", breakF: func(f Facts) { f["firstboot"] = "" }, check: "head first boot", detail: "missing"},
+		{name: "magibake first boot", breakF: func(f Facts) { f["firstboot"] = "2026-12-06T20:00:00Z FAILED: apt-get install tree" }, check: "magibake first boot", detail: "FAILED: apt-get install tree"},
 		{name: "wifi off", breakF: func(f Facts) { f["wifi-radio"] = "disabled" }, check: "wifi radio", detail: "disabled"},
 		{name: "wifi not joined", breakF: func(f Facts) { f["wifi-link"] = "Not connected."; f["wifi-state"] = "30 (disconnected)" }, check: "wifi", detail: "not joined to the home network: Not connected."},
 		{name: "another network", breakF: func(f Facts) { f["wifi-link"] = strings.Replace(f["wifi-link"], "home-wifi", "neighbour", 1) }, check: "wifi", detail: "SSID: neighbour"},

@@ -73,6 +73,7 @@ func Evaluate(t Target, f Facts) []Result {
 	if c.WiFi != nil {
 		j.wifi()
 	}
+	j.settings()
 	j.files()
 	// What the node printed may hold a secret anywhere (a cloud-init error
 	// quoting user-data, a link target): masked as diff masks it, and kept
@@ -251,8 +252,6 @@ func (j *judge) head() {
 	j.rules()
 	j.add("dhcpd", f["dhcpd"] == "active", "isc-dhcp-server %s; %s", orNothing(f["dhcpd"]), leases(f["leases"]))
 	j.add("cluster route unit", f["route-unit"] == "active", "magibake-cluster-route %s", orNothing(f["route-unit"]))
-	done := f["firstboot"] == "done"
-	j.add("head first boot", done, "/var/lib/magibake/firstboot.done %s", pick(done, "exists", "missing: the DHCP server and iptables may not be installed"))
 }
 
 // rules checks that every rule of the planned iptables rules file is loaded
@@ -400,6 +399,18 @@ func (j *judge) files() {
 	good := 0
 	for _, op := range j.t.Plan.Final() {
 		p := livePath(op)
+		if op.Kind == plan.EditConfig {
+			if missing := plan.ConfigMissing(j.f["config"], op.ConfigLines); len(missing) > 0 || j.f["config"] == "" {
+				var ls []string
+				for _, l := range missing {
+					ls = append(ls, "["+l.Section+"] "+l.Line)
+				}
+				j.add("file", false, "%s: lacks %s", p, orNothing(strings.Join(ls, ", ")))
+			} else {
+				good++
+			}
+			continue
+		}
 		if op.Kind == plan.EditCmdline {
 			notOne, unset, kept := compare.Cmdline(j.f["cmdline"]+"\n", op)
 			reveal := func(words []string) []string {

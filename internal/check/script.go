@@ -83,7 +83,6 @@ func Script(t Target) string {
 		sec("dhcpd", "systemctl is-active isc-dhcp-server")
 		sec("leases", "cat /var/lib/dhcp/dhcpd.leases")
 		sec("route-unit", "systemctl is-active magibake-cluster-route")
-		sec("firstboot", "test -e /var/lib/magibake/firstboot.done && echo 'done'")
 	} else {
 		head := c.Head.Addr().String()
 		sec("route-upstream", "ip -4 route get "+t.Upstream.String())
@@ -95,6 +94,29 @@ func Script(t Target) string {
 		sec("wifi-state", "nmcli -g GENERAL.STATE device show "+shq(c.Uplink))
 		sec("wifi-link", "iw dev "+shq(c.Uplink)+" link")
 		sec("wifi-reg", "iw reg get")
+	}
+	if HasFirstBoot(t.Plan) {
+		// done, or the last lines of its log: what failed.
+		sec("firstboot", "if [ -e /var/lib/magibake/firstboot.done ]; then echo 'done'; else tail -n 3 /var/lib/magibake/firstboot.status; fi")
+	}
+	set := t.Node.Settings
+	if set.Timezone != "" {
+		sec("timezone", "timedatectl show -p Timezone --value")
+	}
+	if set.Locale != "" || set.Keyboard != nil {
+		// systemd-localed reads /etc/locale.conf (/etc/default/locale) and
+		// /etc/default/keyboard, as every login and the console do.
+		sec("localectl", "localectl status")
+	}
+	if set.Locale != "" {
+		// Warnings here mean the locale is not generated.
+		sec("locale", "env -i LANG="+shq(set.Locale)+" locale 2>&1 >/dev/null; echo '#ran'")
+	}
+	if len(set.Packages) > 0 {
+		sec("packages", "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' "+strings.Join(shqAll(set.Packages), " ")+" 2>&1")
+	}
+	if t.Plan != nil && hasConfigEdit(t.Plan) {
+		sec("config", "cat "+BootMount+"/config.txt")
 	}
 	b.WriteString("s files\n")
 	for _, p := range filePaths(t.Plan) {
@@ -140,12 +162,42 @@ func livePath(op plan.Op) string {
 func filePaths(p *plan.Plan) []string {
 	var out []string
 	for _, op := range p.Final() {
-		if op.Kind == plan.EditCmdline {
-			continue // judged by its words, from the cmdline section
+		if op.Kind == plan.EditCmdline || op.Kind == plan.EditConfig {
+			continue // judged by what the edit names, from its own section
 		}
 		out = append(out, livePath(op))
 	}
 	sort.Strings(out)
+	return out
+}
+
+// HasFirstBoot says the plan installs magibake's first-boot unit.
+func HasFirstBoot(p *plan.Plan) bool {
+	for _, op := range p.Final() {
+		if op.Partition == plan.Root && op.Path == FirstBootScript && op.Kind == plan.WriteFile {
+			return true
+		}
+	}
+	return false
+}
+
+// FirstBootScript is magibake's first-boot step on the node.
+const FirstBootScript = "/usr/local/sbin/magibake-firstboot"
+
+func hasConfigEdit(p *plan.Plan) bool {
+	for _, op := range p.Final() {
+		if op.Kind == plan.EditConfig {
+			return true
+		}
+	}
+	return false
+}
+
+func shqAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = shq(s)
+	}
 	return out
 }
 

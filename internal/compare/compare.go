@@ -56,6 +56,9 @@ type Result struct {
 	NotOneLine bool
 	Unset      []string
 	Kept       []string
+	// Unapplied are the lines of a config.txt edit whose effect the card's
+	// config.txt lacks (plan.ConfigMissing).
+	Unapplied []plan.ConfigLine
 
 	read, planned bool // Current, Planned are known (either may be empty)
 }
@@ -152,12 +155,17 @@ func fatOp(fsys *fat32.FileSystem, op plan.Op) (Result, error) {
 	case plan.Mkdir:
 		r.Missing = !exists || !fi.IsDir()
 		return r, nil
-	case plan.WriteFile, plan.EditCmdline:
+	case plan.WriteFile, plan.EditCmdline, plan.EditConfig:
 	default:
 		return Result{}, fmt.Errorf("operation %s is not supported on the boot partition", op.Kind)
 	}
 	if op.Kind == plan.WriteFile {
 		r.Planned, r.planned = op.Content, true
+	}
+	if op.Kind == plan.EditConfig && !exists {
+		// The edit makes a config.txt where the base has none.
+		r.Planned, r.planned = []byte(plan.ApplyConfig("", op.ConfigLines)), true
+		r.Unapplied = op.ConfigLines
 	}
 	if !exists || fi.IsDir() {
 		r.Missing = true
@@ -176,6 +184,11 @@ func fatOp(fsys *fat32.FileSystem, op plan.Op) (Result, error) {
 		line := string(r.Current)
 		r.Planned, r.planned = []byte(plan.ApplyCmdline(line, op.CmdlineSet, op.CmdlineRemove)), true
 		r.NotOneLine, r.Unset, r.Kept = Cmdline(line, op)
+	}
+	if op.Kind == plan.EditConfig {
+		text := string(r.Current)
+		r.Planned, r.planned = []byte(plan.ApplyConfig(text, op.ConfigLines)), true
+		r.Unapplied = plan.ConfigMissing(text, op.ConfigLines)
 	}
 	r.Content = !bytes.Equal(r.Current, r.Planned)
 	return r, nil

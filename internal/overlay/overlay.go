@@ -29,12 +29,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
 	"time"
 
+	"github.com/magibake/magibake/internal/deb"
 	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/plan"
 	"github.com/magibake/magibake/internal/profile"
@@ -74,7 +76,16 @@ type Data struct {
 	Cluster *profile.Cluster
 	Head    *profile.Node
 	Workers []profile.Node
+	// Packages are what Node's first boot installs: the head's DHCP server
+	// and iptables, then the profile's packages.
+	Packages []string
+	// FirstBoot says Node has a first-boot step (magibake-firstboot).
+	FirstBoot bool
 }
+
+// headPackages are what the head's first boot installs for its DHCP server
+// and NAT, whatever the profile adds.
+var headPackages = []string{"isc-dhcp-server", "iptables"}
 
 // Render builds the Plan for node from the trees, in order, with the
 // nodes' host keys.
@@ -95,6 +106,16 @@ func Render(c *profile.Cluster, keys hostkey.Keys, nodeName string, trees []Tree
 			data.Workers = append(data.Workers, n)
 		}
 	}
+	set := node.Settings
+	if node.Role == profile.RoleHead {
+		data.Packages = append(data.Packages, headPackages...)
+	}
+	for _, pkg := range set.Packages {
+		if !slices.Contains(data.Packages, pkg) {
+			data.Packages = append(data.Packages, pkg)
+		}
+	}
+	data.FirstBoot = len(data.Packages) > 0 || set.Upgrade || set.Locale != "" || set.Keyboard != nil
 	ops := map[opKey]plan.Op{}
 	for _, t := range trees {
 		for _, dir := range []string{"common", string(node.Role)} {
@@ -103,13 +124,24 @@ func Render(c *profile.Cluster, keys hostkey.Keys, nodeName string, trees []Tree
 			}
 		}
 	}
-	if node.Role == profile.RoleHead && c.OfflineDebs != "" {
-		if err := addDebs(c.OfflineDebs, ops); err != nil {
+	if len(data.Packages) > 0 && c.OfflineDebs != "" {
+		if err := addDebs(c.OfflineDebs, data.Packages, ops); err != nil {
 			return nil, err
 		}
 	}
+	if len(set.ConfigTxt) > 0 {
+		op := plan.Op{Partition: plan.Boot, Kind: plan.EditConfig, Path: "/config.txt", Source: "profile: config_txt"}
+		for _, l := range set.ConfigTxt {
+			cl := plan.ConfigLine{Section: l.Section, Line: l.Line}
+			if err := cl.Validate(); err != nil {
+				return nil, fmt.Errorf("node %s: config_txt: %w", node.Hostname, err)
+			}
+			op.ConfigLines = append(op.ConfigLines, cl)
+		}
+		ops[opKey{op.Partition, op.Path}] = op
+	}
 	enableUnits(ops)
-	p := &plan.Plan{Node: node.Hostname, MTime: mtime, Secrets: Secrets(c, key)}
+	p := &plan.Plan{Node: node.Hostname, MTime: mtime, Secrets: Secrets(c, key), Expects: expects(set)}
 	for _, op := range ops {
 		// Secret by what it holds, whichever template or user overlay
 		// wrote it and whether it called secret or not.
@@ -380,23 +412,47 @@ func join(list any, sep string) (string, error) {
 // DebsDir is where the head's first boot finds the offline .deb files.
 const DebsDir = "/var/lib/magibake/debs"
 
-// addDebs copies the profile's offline .deb files into the image, for the
-// first-boot unit to install without network.
-func addDebs(dir string, ops map[opKey]plan.Op) error {
-	debs, err := filepath.Glob(filepath.Join(dir, "*.deb"))
+// addDebs copies the profile's offline .deb files that installing want
+// takes into the image, for the first-boot unit to install without network:
+// a worker that installs one tool does not get the head's DHCP server.
+func addDebs(dir string, want []string, ops map[opKey]plan.Op) error {
+	debs, err := deb.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("offline_debs %s: %w", dir, err)
+		return fmt.Errorf("offline_debs: %w", err)
 	}
-	for _, deb := range debs {
-		data, err := os.ReadFile(deb)
+	for _, f := range deb.Needed(debs, want) {
+		data, err := os.ReadFile(f.Path)
 		if err != nil {
 			return fmt.Errorf("offline_debs: %w", err)
 		}
-		op := plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: path.Join(DebsDir, filepath.Base(deb)),
-			Mode: 0o644, Content: data, Source: "offline_debs:" + filepath.Base(deb)}
+		op := plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: path.Join(DebsDir, filepath.Base(f.Path)),
+			Mode: 0o644, Content: data, Source: "offline_debs:" + filepath.Base(f.Path)}
 		ops[opKey{op.Partition, op.Path}] = op
 	}
 	return nil
+}
+
+// expects are the files the base must ship for the node's settings: a time
+// zone, locale or keyboard layout it does not know would be baked, and
+// then fail at boot.
+func expects(s profile.Settings) []plan.Expect {
+	var out []plan.Expect
+	if tz := s.Timezone; tz != "" {
+		out = append(out, plan.Expect{Path: "/usr/share/zoneinfo/" + tz,
+			Why: fmt.Sprintf("%s: timezone: %s is not a zone the base ships", s.At["timezone"], tz)})
+	}
+	if l := s.Locale; l != "" && l != "C.UTF-8" {
+		lang, _, _ := strings.Cut(l, ".")
+		out = append(out, plan.Expect{Path: "/usr/share/i18n/locales/" + lang,
+			Why: fmt.Sprintf("%s: locale: %s is not a locale the base can generate", s.At["locale"], l)})
+	}
+	if k := s.Keyboard; k != nil {
+		for _, layout := range strings.Split(k.Layout, ",") {
+			out = append(out, plan.Expect{Path: "/usr/share/X11/xkb/symbols/" + layout,
+				Why: fmt.Sprintf("%s: keyboard: %s is not a layout the base ships", s.At["keyboard"], layout)})
+		}
+	}
+	return out
 }
 
 // enableUnits adds the symlinks `systemctl enable` would create for units the

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -333,14 +335,50 @@ func TestSudoers(t *testing.T) {
 func TestOfflineDebs(t *testing.T) {
 	c := defaultCluster(t)
 	c.OfflineDebs = t.TempDir()
-	os.WriteFile(filepath.Join(c.OfflineDebs, "iptables_1.8.9-2_arm64.deb"), []byte("!<arch>\ndeb"), 0o644)
-	if got := find(t, render(t, c, "caspar"), plan.Root, "/var/lib/magibake/debs/iptables_1.8.9-2_arm64.deb"); string(got.Content) != "!<arch>\ndeb" {
-		t.Errorf("deb content %q", got.Content)
+	for _, d := range []struct{ name, control string }{
+		{"iptables_1.8.9-2_arm64.deb", "Package: iptables\nDepends: libip4tc2 (>= 1.8.3), libc6\n"},
+		{"libip4tc2_1.8.9-2_arm64.deb", "Package: libip4tc2\nDepends: libc6\n"},
+		{"tree_2.1.0-1_arm64.deb", "Package: tree\nDepends: libc6 (>= 2.34)\n"},
+	} {
+		buildDeb(t, filepath.Join(c.OfflineDebs, d.name), d.control)
 	}
-	for _, op := range render(t, c, "melchior").Ops {
-		if strings.HasPrefix(op.Path, "/var/lib/magibake/debs/") {
-			t.Errorf("worker gets %s", op.Path)
+	c.Nodes[2].Settings.Packages = []string{"tree"} // melchior
+	debs := func(node string) []string {
+		var out []string
+		for _, op := range render(t, c, node).Ops {
+			if strings.HasPrefix(op.Path, DebsDir+"/") {
+				out = append(out, path.Base(op.Path))
+			}
 		}
+		return out
+	}
+	for node, want := range map[string][]string{
+		"caspar":    {"iptables_1.8.9-2_arm64.deb", "libip4tc2_1.8.9-2_arm64.deb"},
+		"balthasar": nil,
+		"melchior":  {"tree_2.1.0-1_arm64.deb"},
+	} {
+		if got := debs(node); !slices.Equal(got, want) {
+			t.Errorf("%s gets %v, want %v", node, got, want)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(c.OfflineDebs, "tree_2.1.0-1_arm64.deb"))
+	if got := find(t, render(t, c, "melchior"), plan.Root, DebsDir+"/tree_2.1.0-1_arm64.deb"); !bytes.Equal(got.Content, raw) {
+		t.Errorf("tree's .deb is not copied as it is")
+	}
+}
+
+// buildDeb makes a .deb with dpkg-deb, as Debian builds them.
+func buildDeb(t *testing.T, out, control string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "DEBIAN"), 0o755)
+	name, _, _ := strings.Cut(strings.TrimPrefix(control, "Package: "), "\n")
+	control += "Version: 1\nArchitecture: arm64\nMaintainer: t <t@example.org>\nDescription: " + name + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "DEBIAN", "control"), []byte(control), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("dpkg-deb", "--root-owner-group", "--build", dir, out).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v\n%s", err, b)
 	}
 }
 
@@ -523,6 +561,7 @@ func TestKeyfilesReadByNetworkManager(t *testing.T) {
 		{"caspar", c, "caspar"}, {"balthasar", c, "balthasar"}, {"melchior", c, "melchior"},
 		{"hidden-ssid", hidden, "balthasar"},
 		{"wpa3", wpa3, "melchior"},
+		{"home-static", settingsCluster(t), "balthasar"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -570,6 +609,9 @@ func TestKeyfilesReadByNetworkManager(t *testing.T) {
 				if wifi["wifi-security.pmf"] != "3" {
 					t.Errorf("wpa3: pmf=%q, want 3 (required)", wifi["wifi-security.pmf"])
 				}
+			}
+			if n, _ := tc.c.Node(tc.node); n.HomeStatic && (wifi["ipv4.method"] != "manual" || wifi["ipv4.address1"] != "192.168.0.22/24,192.168.0.1" || wifi["ipv4.dns"] != "192.168.0.1;1.1.1.1;") {
+				t.Errorf("home_static: ipv4 %q %q %q", wifi["ipv4.method"], wifi["ipv4.address1"], wifi["ipv4.dns"])
 			}
 			if wifi["wifi-security.key-mgmt"] != wantMgmt {
 				t.Errorf("key-mgmt=%q, want %q", wifi["wifi-security.key-mgmt"], wantMgmt)

@@ -47,6 +47,8 @@ const (
 	Remove Kind = "remove"
 	// EditCmdline edits the one-line kernel command line file in place.
 	EditCmdline Kind = "cmdline"
+	// EditConfig adds lines to the firmware's config.txt (ApplyConfig).
+	EditConfig Kind = "config"
 )
 
 // Op is one operation on one partition. Paths are absolute within the
@@ -64,6 +66,8 @@ type Op struct {
 	// or is appended.
 	CmdlineSet    []string
 	CmdlineRemove []string
+	// EditConfig: the lines ApplyConfig adds, in their sections.
+	ConfigLines []ConfigLine
 	// Secret marks content that must be masked when the plan is printed.
 	Secret bool
 	// Source says where the operation came from (overlay template path).
@@ -78,6 +82,15 @@ type Plan struct {
 	// Secrets are the secret values the plan's files may hold: masked
 	// wherever the plan is shown to people. nil masks nothing.
 	Secrets *redact.Secrets
+	// Expects are files the base's root must hold for the plan to work,
+	// checked before anything is written.
+	Expects []Expect
+}
+
+// Expect is a file (or link) the base's root partition must hold; Why is
+// the one-line error when it does not, naming the profile's file and line.
+type Expect struct {
+	Path, Why string
 }
 
 // Final returns the last operation on each partition and path of p, in the

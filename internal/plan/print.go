@@ -60,6 +60,12 @@ func printPlan(w io.Writer, p *Plan, opt PrintOptions) error {
 				words = append(words, "-"+r)
 			}
 			detail = "  " + strings.Join(words, " ")
+		case EditConfig:
+			var lines []string
+			for _, l := range op.ConfigLines {
+				lines = append(lines, "["+l.Section+"] "+l.Line)
+			}
+			detail = "  " + strings.Join(lines, ", ")
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s%s\n", op.Partition, op.Kind, mode, owner, size, op.Path, detail)
 	}

@@ -25,7 +25,9 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 	}
 	var headNode *yaml.Node
 	var rangeNodes []*yaml.Node
-	k, ok := d.mapping(root, "", map[string]func(string, *yaml.Node){
+	l.settings = &partial{}
+	l.roleSettings = map[Role]*partial{}
+	k, ok := d.mapping(root, "", d.withSettings(l.settings, map[string]func(string, *yaml.Node){
 		"name": func(f string, v *yaml.Node) {
 			if s, ok := d.str(f, v); ok {
 				if msg := labelProblem(s); msg != "" {
@@ -114,7 +116,26 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 				c.Kubernetes = b
 			}
 		},
-	})
+		"home_gateway": func(f string, v *yaml.Node) {
+			if a, ok := d.address(f, v); ok {
+				c.HomeGateway = a
+			}
+		},
+		"home_dns": func(f string, v *yaml.Node) {
+			items, ok := d.list(f, v, "a list of IPv4 addresses like [192.168.0.1]")
+			if !ok {
+				return
+			}
+			for i, it := range items {
+				if a, ok := d.address(item(f, i), it); ok {
+					c.HomeDNS = append(c.HomeDNS, a)
+				}
+			}
+		},
+		"roles": func(f string, v *yaml.Node) {
+			d.roles(f, v, l.roleSettings)
+		},
+	}))
 	if !ok {
 		return
 	}
@@ -153,6 +174,24 @@ func (l *loader) cluster(c *Cluster, raw []byte) {
 	if c.Subnet.IsValid() && c.HomeNetwork.IsValid() && c.Subnet.Overlaps(c.HomeNetwork) {
 		d.fail(k.at["home_network"], "home_network", "%s overlaps the cluster subnet %s", c.HomeNetwork, c.Subnet)
 		c.HomeNetwork = netip.Prefix{}
+	}
+	if c.HomeGateway.IsValid() {
+		switch {
+		case !k.has("home_network"):
+			d.fail(k.at["home_gateway"], "home_gateway", "needs home_network, the prefix the gateway is in")
+			c.HomeGateway = netip.Addr{}
+		case c.HomeNetwork.IsValid():
+			if msg := hostAddr(c.HomeNetwork, c.HomeGateway); msg != "" {
+				d.fail(k.at["home_gateway"], "home_gateway", "%s", msg)
+				c.HomeGateway = netip.Addr{}
+			}
+		}
+	}
+	if len(c.HomeDNS) > 0 && !k.has("home_gateway") {
+		d.fail(k.at["home_dns"], "home_dns", "needs home_gateway: the DNS servers are for nodes with a fixed home address (home_static)")
+	}
+	if len(c.HomeDNS) == 0 && c.HomeGateway.IsValid() {
+		c.HomeDNS = []netip.Addr{c.HomeGateway}
 	}
 }
 

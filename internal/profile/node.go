@@ -35,6 +35,8 @@ type parsedNode struct {
 	Node
 	d                              *doc
 	role, mac, address, host, home loc
+	static                         loc
+	settings                       *partial
 }
 
 // nodeFile is what one node file says before it becomes nodes: the single
@@ -49,6 +51,8 @@ type nodeFile struct {
 	macs     []net.HardwareAddr
 	addrs    []netip.Addr
 	homes    []string
+	static   bool
+	settings *partial
 	at       map[string]*yaml.Node   // value node of each key given
 	items    map[string][]*yaml.Node // entries of each list given
 }
@@ -107,7 +111,13 @@ func (l *loader) node(name string, raw []byte) (nodes []parsedNode, roleKnown bo
 			parse(item(key, i), it)
 		}
 	}
-	k, ok := d.mapping(root, "", map[string]func(string, *yaml.Node){
+	f.settings = &partial{}
+	k, ok := d.mapping(root, "", d.withSettings(f.settings, map[string]func(string, *yaml.Node){
+		"home_static": func(field string, v *yaml.Node) {
+			if b, ok := d.boolean(field, v); ok {
+				f.static, f.at[field] = b, resolve(v)
+			}
+		},
 		"hostname": func(field string, v *yaml.Node) {
 			if s, ok := d.str(field, v); ok {
 				f.hostname, f.at[field] = s, resolve(v)
@@ -171,7 +181,7 @@ func (l *loader) node(name string, raw []byte) (nodes []parsedNode, roleKnown bo
 				f.homes = append(f.homes, s)
 			})
 		},
-	})
+	}))
 	if !ok {
 		return nil, false
 	}
@@ -207,6 +217,7 @@ func single(d *doc, name string, f *nodeFile) []parsedNode {
 	p.Hostname, p.Role, p.MAC, p.Address, p.Home, p.Source = s, f.role, f.mac, f.address, f.home, d.file
 	p.host, p.role = loc{hostNode, "hostname"}, loc{f.at["role"], "role"}
 	p.mac, p.address, p.home = loc{f.at["mac"], "mac"}, loc{f.at["address"], "address"}, loc{f.at["home_address"], "home_address"}
+	p.HomeStatic, p.static, p.settings = f.static, loc{f.at["home_static"], "home_static"}, f.settings
 	return []parsedNode{p}
 }
 
@@ -267,6 +278,7 @@ func expand(d *doc, k keys, f *nodeFile, bad bool) []parsedNode {
 		p := parsedNode{d: d}
 		p.Hostname, p.Role, p.Source = name, f.role, d.file
 		p.host, p.role = loc{f.at["hostname"], "hostname"}, loc{f.at["role"], "role"}
+		p.HomeStatic, p.static, p.settings = f.static, loc{f.at["home_static"], "home_static"}, f.settings
 		if f.macs != nil {
 			p.MAC, p.mac = f.macs[i], loc{f.items["macs"][i], item("macs", i)}
 		}
@@ -356,6 +368,19 @@ func (l *loader) nodes(c *Cluster, nodes []parsedNode, files int, roleKnown bool
 	for i := range nodes {
 		p := &nodes[i]
 		d := p.d
+		if p.HomeStatic {
+			a, isIP := parseIPv4(p.Home)
+			switch {
+			case !isIP:
+				d.fail(p.static.n, p.static.field, "needs home_address as an IPv4 address (the node's fixed address), got %s", quote(p.Home))
+			case c.WiFi == nil:
+				d.fail(p.static.n, p.static.field, "needs the wifi section in %s: the fixed address is set on the Wi-Fi uplink", clusterFile)
+			case !c.HomeGateway.IsValid():
+				d.fail(p.static.n, p.static.field, "needs home_network and home_gateway (the router) in %s", clusterFile)
+			case a == c.HomeGateway:
+				d.fail(p.home.n, p.home.field, "%s is home_gateway, the router's address", a)
+			}
+		}
 		if p.Home == "" {
 			p.Home = p.Hostname + ".local"
 		} else if first := homes[p.Home]; first != nil {
@@ -440,6 +465,7 @@ func (l *loader) nodes(c *Cluster, nodes []parsedNode, files int, roleKnown bool
 	c.Nodes = make([]Node, len(nodes))
 	for i := range nodes {
 		c.Nodes[i] = nodes[i].Node
+		c.Nodes[i].Settings = merge(l.settings, l.roleSettings[nodes[i].Role], nodes[i].settings)
 	}
 }
 

@@ -39,9 +39,14 @@ type Cluster struct {
 	MaxLease           int // seconds
 	Uplink             string
 	HomeNetwork        netip.Prefix // zero (IsValid()==false) when absent
-	WiFi               *WiFi        // nil when absent
-	User               User
-	Base               Base
+	// HomeGateway and HomeDNS are the home network's router and name
+	// servers, for nodes with a fixed home address (Node.HomeStatic);
+	// HomeDNS defaults to the gateway.
+	HomeGateway netip.Addr
+	HomeDNS     []netip.Addr
+	WiFi        *WiFi // nil when absent
+	User        User
+	Base        Base
 	// OfflineDebs is a host directory of .deb files the head's first boot
 	// installs from (isc-dhcp-server, iptables and their dependencies), so
 	// it needs no network; "" installs with apt instead.
@@ -95,8 +100,15 @@ type Node struct {
 	// Ansible, magibake check): home_address as written (an IPv4 address
 	// or a DNS name), else HOSTNAME.local, which Raspberry Pi OS announces
 	// over mDNS (avahi-daemon).
-	Home   string
-	Source string // display path of its file
+	Home string
+	// HomeStatic makes Home (then an IPv4 address in HomeNetwork) the
+	// node's fixed address on the uplink instead of one from the router's
+	// DHCP.
+	HomeStatic bool
+	// Settings are the node's whole-Pi settings, its own over its role's
+	// over the cluster's.
+	Settings Settings
+	Source   string // display path of its file
 }
 
 // Options says where secrets referenced by a profile are read from.
@@ -285,6 +297,9 @@ type loader struct {
 	display string
 	opt     Options
 	errs    []error
+	// settings and roleSettings are cluster.yaml's, for the nodes.
+	settings     *partial
+	roleSettings map[Role]*partial
 }
 
 func (l *loader) path(name string) string {

@@ -40,10 +40,12 @@ func compileSchemas(t *testing.T) (cluster, node *jsonschema.Schema) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if err := c.AddResource(name, doc); err != nil {
+		// By their $id, which node.schema.json's references resolve against.
+		id := "https://github.com/magibake/magibake/profiles/schema/" + name
+		if err := c.AddResource(id, doc); err != nil {
 			t.Fatal(err)
 		}
-		if out[i], err = c.Compile(name); err != nil {
+		if out[i], err = c.Compile(id); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -94,9 +96,22 @@ base:
   url: https://downloads.example/x.img.xz
   sha256: ` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `
 kubernetes: true
+home_gateway: 192.168.0.1
+home_dns: [192.168.0.1, 192.168.0.2]
+timezone: Europe/Berlin
+locale: de_DE.UTF-8
+keyboard: {layout: de, model: pc105, variant: nodeadkeys, options: "ctrl:nocaps"}
+config_txt: {all: [gpu_mem=16], pi4: [arm_boost=1]}
+poe_fan: [50, 60, 70, 80]
+packages: [htop]
+upgrade: full
+roles:
+  head: {packages: [tcpdump], config_txt: [dtoverlay=disable-bt]}
+  worker: {timezone: UTC, keyboard: us, upgrade: none}
 `
 
-const fullNode = "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:03\naddress: 10.3.50.2\n"
+const fullNode = "hostname: balthasar\nrole: worker\nmac: dc:a6:32:01:02:03\naddress: 10.3.50.2\nhome_address: 192.168.0.22\nhome_static: true\n" +
+	"timezone: Europe/Paris\nlocale: fr_FR.UTF-8\nkeyboard: fr\nconfig_txt: [arm_boost=0]\npoe_fan: [45, 55, 65, 75]\npackages: [tree]\nupgrade: full\n"
 
 // fullWorkers is a node file for several workers using every list.
 const fullWorkers = `role: worker
@@ -131,7 +146,7 @@ func TestSchemaAcceptsValidProfiles(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 		fsys := fstest.MapFS{
-			"cluster.yaml":   {Data: []byte(validCluster)},
+			"cluster.yaml":   {Data: []byte(validCluster + "home_gateway: 192.168.0.1\n")},
 			"caspar.yaml":    {Data: []byte("hostname: caspar\nrole: head\n")},
 			"balthasar.yaml": {Data: []byte(text)},
 		}
@@ -241,7 +256,7 @@ func TestSchemaRejects(t *testing.T) {
 func TestSchemaKeysMatchLoader(t *testing.T) {
 	loader := map[string][]string{} // section -> keys
 	fset := token.NewFileSet()
-	for _, file := range []string{"cluster.go", "node.go", "value.go"} {
+	for _, file := range []string{"cluster.go", "node.go", "value.go", "settings.go"} {
 		f, err := parser.ParseFile(fset, file, nil, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -256,7 +271,15 @@ func TestSchemaKeysMatchLoader(t *testing.T) {
 				switch n := n.(type) {
 				case *ast.CallExpr:
 					if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "mapping" && len(n.Args) == 3 {
-						if lit, ok := n.Args[2].(*ast.CompositeLit); ok {
+						arg := n.Args[2]
+						// d.withSettings(p, {...}): the literal's keys and the settings'.
+						if call, ok := arg.(*ast.CallExpr); ok && len(call.Args) == 2 {
+							if sel, ok := call.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "withSettings" {
+								arg = call.Args[1]
+								loader[section] = append(loader[section], settingKeys...)
+							}
+						}
+						if lit, ok := arg.(*ast.CompositeLit); ok {
 							for _, e := range lit.Elts {
 								loader[section] = append(loader[section], stringLit(t, e.(*ast.KeyValueExpr).Key))
 							}
@@ -309,6 +332,8 @@ func TestSchemaKeysMatchLoader(t *testing.T) {
 		{"user", props(clusterProps["user"])},
 		{"base", props(clusterProps["base"])},
 		{"node", props(node)},
+		{"roles", props(clusterProps["roles"])},
+		{"keyboard", props(cluster["$defs"].(map[string]any)["keyboard"].(map[string]any)["oneOf"].([]any)[1])},
 		{"value", props(valueObj)},
 	}
 	covered := 0
