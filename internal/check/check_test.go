@@ -104,7 +104,7 @@ func healthy(t Target) Facts {
 	for _, op := range t.Plan.Final() {
 		p := livePath(op)
 		switch {
-		case op.Kind == plan.EditCmdline:
+		case op.Kind == plan.EditCmdline || op.Kind == plan.EditConfig:
 		case op.Partition == plan.Boot && consumed[op.Path] != "":
 			files = append(files, "missing\t"+p)
 		case op.Kind == plan.Remove:

@@ -368,6 +368,12 @@ func (j *judge) wifi() {
 	if a, err := netip.ParseAddr(n.Home); err == nil {
 		want = a.String() + " (home_address)"
 		ok = hasAddrOnly(got, a)
+		if n.HomeStatic {
+			// Fixed: that address and prefix, and no lease beside it.
+			p := netip.PrefixFrom(a, c.HomeNetwork.Bits())
+			want = "exactly " + p.String() + " (home_static)"
+			ok = got == p.String()
+		}
 	}
 	j.add("home address", ok, "%s %s, want %s", c.Uplink, orNothing(got), want)
 	reg := ""

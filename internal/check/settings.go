@@ -2,13 +2,12 @@ package check
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 )
 
 // settings judges the node's whole-Pi settings by what the system itself
-// reports: the first-boot step, timedatectl, localectl, locale, the
-// uplink's address, dpkg.
+// reports: the first-boot step, timedatectl, localectl, locale, dpkg. A
+// fixed home address is the home address check's.
 func (j *judge) settings() {
 	f, n := j.f, j.t.Node
 	set := n.Settings
@@ -42,12 +41,6 @@ func (j *judge) settings() {
 			}
 		}
 		j.add("keyboard", len(bad) == 0, "localectl: %s", pick(len(bad) == 0, "X11 Layout "+k.Layout, strings.Join(bad, "; ")))
-	}
-	if n.HomeStatic {
-		want := netip.PrefixFrom(netip.MustParseAddr(n.Home), j.t.Cluster.HomeNetwork.Bits())
-		got := strings.Fields(addrs(f["uplink"]))
-		ok := len(got) == 1 && got[0] == want.String()
-		j.add("home address", ok, "%s: %s, want exactly %s (home_static)", j.t.Cluster.Uplink, orNothing(strings.Join(got, " ")), want)
 	}
 	if len(set.Packages) > 0 {
 		installed := map[string]bool{}
