@@ -32,10 +32,10 @@ var wantAnsible = map[string]string{
 }`,
 	"lab": `{
   "_meta": {"hostvars": {
-    "alpha": {"ansible_host": "192.168.7.10", "ansible_user": "admin", "cluster_address": "10.9.0.1", "role": "head"},
-    "bravo": {"ansible_host": "bravo.local", "ansible_user": "admin", "role": "worker"},
-    "mike":  {"ansible_host": "mike.home.arpa", "ansible_user": "admin", "cluster_address": "10.9.0.2", "cluster_mac": "dc:a6:32:0a:0b:0c", "role": "worker"},
-    "zulu":  {"ansible_host": "1e5", "ansible_user": "admin", "cluster_address": "10.9.0.5", "cluster_mac": "12:34:56:01:02:03", "role": "worker"}
+    "alpha": {"ansible_host": "192.168.7.10", "ansible_user": "admin", "cluster_address": "10.9.0.1", "role": "head", "timezone": "Europe/Berlin", "locale": "de_DE.UTF-8"},
+    "bravo": {"ansible_host": "bravo.local", "ansible_user": "admin", "role": "worker", "timezone": "Europe/Berlin", "locale": "de_DE.UTF-8"},
+    "mike":  {"ansible_host": "mike.home.arpa", "ansible_user": "admin", "cluster_address": "10.9.0.2", "cluster_mac": "dc:a6:32:0a:0b:0c", "role": "worker", "timezone": "Europe/Berlin", "locale": "de_DE.UTF-8", "keyboard_layout": "de"},
+    "zulu":  {"ansible_host": "1e5", "ansible_user": "admin", "cluster_address": "10.9.0.5", "cluster_mac": "12:34:56:01:02:03", "role": "worker", "timezone": "Europe/Berlin", "locale": "de_DE.UTF-8"}
   }},
   "all": {"children": ["ungrouped", "lab"]},
   "lab": {"children": ["head", "workers"], "vars": {

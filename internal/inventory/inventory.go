@@ -70,6 +70,12 @@ func newModel(c *profile.Cluster) (*model, error) {
 			h.vars = appendVar(h.vars, "cluster_mac", n.MAC.String())
 		}
 		h.vars = appendVar(h.vars, "role", string(n.Role))
+		// What the card set, for playbooks that would otherwise set it again.
+		h.vars = appendVar(h.vars, "timezone", n.Settings.Timezone)
+		h.vars = appendVar(h.vars, "locale", n.Settings.Locale)
+		if k := n.Settings.Keyboard; k != nil {
+			h.vars = appendVar(h.vars, "keyboard_layout", k.Layout)
+		}
 		if n.Role == profile.RoleHead {
 			m.head = append(m.head, h)
 		} else {

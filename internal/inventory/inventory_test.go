@@ -32,6 +32,8 @@ head_address: 10.9.0.1/24
 dhcp: {range: [10.9.0.100, 10.9.0.150], dns: [10.9.0.1]}
 uplink: eth1
 home_network: 192.168.7.0/24
+timezone: Europe/Berlin
+locale: de_DE.UTF-8
 user:
   name: admin
   password_hash: "$6$labsalt$secrethash"
@@ -39,7 +41,7 @@ user:
 `)},
 	"alpha.yaml": {Data: []byte("hostname: alpha\nrole: head\nhome_address: 192.168.7.10\n")},
 	"zulu.yaml":  {Data: []byte("hostname: zulu\nrole: worker\nmac: \"12:34:56:01:02:03\"\naddress: 10.9.0.5\nhome_address: \"1e5\"\n")},
-	"mike.yaml":  {Data: []byte("hostname: mike\nrole: worker\nmac: dc:a6:32:0a:0b:0c\nhome_address: mike.home.arpa\n")},
+	"mike.yaml":  {Data: []byte("hostname: mike\nrole: worker\nmac: dc:a6:32:0a:0b:0c\nhome_address: mike.home.arpa\nkeyboard: de\n")},
 	"bravo.yaml": {Data: []byte("hostname: bravo\nrole: worker\n")},
 }
 
