@@ -66,30 +66,8 @@ func (d *doc) settingFields(p *partial) map[string]func(string, *yaml.Node) {
 	}
 	var poe []ConfigLine
 	return map[string]func(string, *yaml.Node){
-		"timezone": func(f string, v *yaml.Node) {
-			s, ok := d.scalar(f, v, "a time zone like Europe/Berlin")
-			if !ok {
-				return
-			}
-			if msg := timezoneProblem(s); msg != "" {
-				d.fail(resolve(v), f, "%s", msg)
-				return
-			}
-			p.timezone = &s
-			here("timezone", v)
-		},
-		"locale": func(f string, v *yaml.Node) {
-			s, ok := d.scalar(f, v, "a locale like de_DE.UTF-8")
-			if !ok {
-				return
-			}
-			if msg := localeProblem(s); msg != "" {
-				d.fail(resolve(v), f, "%s", msg)
-				return
-			}
-			p.locale = &s
-			here("locale", v)
-		},
+		"timezone": d.name(&p.timezone, "a time zone like Europe/Berlin", timezoneProblem, here),
+		"locale":   d.name(&p.locale, "a locale like de_DE.UTF-8", localeProblem, here),
 		"keyboard": func(f string, v *yaml.Node) {
 			if k, ok := d.keyboard(f, v); ok {
 				p.keyboard = k
@@ -146,6 +124,23 @@ func (d *doc) withSettings(p *partial, fields map[string]func(string, *yaml.Node
 		fields[k] = fn
 	}
 	return fields
+}
+
+// name reads a setting that is one checked name (a time zone, a locale)
+// into *dst; problem says what is wrong with a value, or "".
+func (d *doc) name(dst **string, want string, problem func(string) string, here func(string, *yaml.Node)) func(string, *yaml.Node) {
+	return func(f string, v *yaml.Node) {
+		s, ok := d.scalar(f, v, want)
+		if !ok {
+			return
+		}
+		if msg := problem(s); msg != "" {
+			d.fail(resolve(v), f, "%s", msg)
+			return
+		}
+		*dst = &s
+		here(f[strings.LastIndex(f, ".")+1:], v)
+	}
 }
 
 // merge lays the levels over each other, first to last; the last given wins.
