@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -89,6 +90,20 @@ func expect(dev *image.Device, layout image.Layout, want []plan.Expect) error {
 			return fmt.Errorf("root partition: %s: %w", e.Path, err)
 		case st.Mode.IsDir():
 			return fmt.Errorf("%w: %s (%s is a directory)", ErrExpect, e.Why, e.Path)
+		}
+		if e.Contains == "" {
+			continue
+		}
+		re, err := regexp.Compile(`(?m)^\s*` + e.Contains)
+		if err != nil {
+			return fmt.Errorf("expect %s: %w", e.Path, err)
+		}
+		data, err := fsys.ReadFile(e.Path)
+		if err != nil {
+			return fmt.Errorf("root partition: %s: %w", e.Path, err)
+		}
+		if !re.Match(data) {
+			return fmt.Errorf("%w: %s", ErrExpect, e.Why)
 		}
 	}
 	return nil

@@ -73,6 +73,10 @@ func TestExpectRefusesBase(t *testing.T) {
 	if fileSum(t, disk) != before {
 		t.Error("the base changed")
 	}
+	p.Expects = []plan.Expect{{Path: "/etc/hostname", Contains: `raspberry`, Why: "has the line"}, {Path: "/etc/hosts", Contains: `raspberrypi\s+x`, Why: "no such line"}}
+	if _, err := Apply(context.Background(), dev, layout, p, manifest.Info{Version: "test"}); !errors.Is(err, ErrExpect) || err.Error() != "the base lacks what the profile needs: no such line" {
+		t.Errorf("Apply with a line expected: %v", err)
+	}
 	p.Expects = []plan.Expect{{Path: "/etc", Why: "a directory is not a file"}}
 	if _, err := Apply(context.Background(), dev, layout, p, manifest.Info{Version: "test"}); !errors.Is(err, ErrExpect) || !strings.Contains(err.Error(), "/etc is a directory") {
 		t.Errorf("Apply with a directory expected: %v", err)

@@ -108,6 +108,11 @@ func Script(t Target) string {
 		// /etc/default/keyboard, as every login and the console do.
 		sec("localectl", "localectl status")
 	}
+	if set.Keyboard != nil {
+		// keyboard-setup loads this cache at boot, not /etc/default/keyboard:
+		// made before the file, it holds the image's layout.
+		sec("keymap", "if [ "+keymapCache+" -nt /etc/default/keyboard ]; then echo 'newer'; else ls -l --time-style=+%FT%T "+keymapCache+" /etc/default/keyboard 2>&1; fi")
+	}
 	if set.Locale != "" {
 		// Warnings here mean the locale is not generated.
 		sec("locale", "env -i LANG="+shq(set.Locale)+" locale 2>&1 >/dev/null; echo '#ran'")
@@ -115,7 +120,7 @@ func Script(t Target) string {
 	if len(set.Packages) > 0 {
 		sec("packages", "dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' "+strings.Join(shqAll(set.Packages), " ")+" 2>&1")
 	}
-	if t.Plan != nil && hasConfigEdit(t.Plan) {
+	if hasConfigEdit(t.Plan) {
 		sec("config", "cat "+BootMount+"/config.txt")
 	}
 	b.WriteString("s files\n")
@@ -180,6 +185,9 @@ func HasFirstBoot(p *plan.Plan) bool {
 	}
 	return false
 }
+
+// keymapCache is the console keymap console-setup caches.
+const keymapCache = "/etc/console-setup/cached_setup_keyboard.sh"
 
 // FirstBootScript is magibake's first-boot step on the node.
 const FirstBootScript = "/usr/local/sbin/magibake-firstboot"

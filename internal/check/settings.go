@@ -41,6 +41,9 @@ func (j *judge) settings() {
 			}
 		}
 		j.add("keyboard", len(bad) == 0, "localectl: %s", pick(len(bad) == 0, "X11 Layout "+k.Layout, strings.Join(bad, "; ")))
+		cached := f["keymap"] == "newer"
+		j.add("console keymap", cached, "%s", pick(cached, keymapCache+" cached after /etc/default/keyboard",
+			keymapCache+" not cached after /etc/default/keyboard: the console keeps the image's layout; "+orNothing(strings.Join(lines(f["keymap"]), " | "))))
 	}
 	if len(set.Packages) > 0 {
 		installed := map[string]bool{}

@@ -30,7 +30,7 @@ func settingsTarget(t *testing.T) (Target, Facts) {
 		Timezone:  "Europe/Berlin",
 		Locale:    "de_DE.UTF-8",
 		Keyboard:  &profile.Keyboard{Layout: "de", Model: "pc105"},
-		ConfigTxt: []profile.ConfigLine{{Section: "all", Line: "dtparam=poe_fan_temp0=50000"}, {Section: "pi4", Line: "arm_boost=1"}},
+		ConfigTxt: []plan.ConfigLine{{Section: "all", Line: "dtparam=poe_fan_temp0=50000"}, {Section: "pi4", Line: "arm_boost=1"}},
 		Packages:  []string{"tree"},
 	}
 	keys := hostkey.Keys{}
@@ -50,6 +50,7 @@ func settingsTarget(t *testing.T) (Target, Facts) {
 	f["timezone"] = "Europe/Berlin"
 	f["localectl"] = "System Locale: LANG=de_DE.UTF-8\n    VC Keymap: (unset)\n   X11 Layout: de\n    X11 Model: pc105"
 	f["locale"] = "#ran"
+	f["keymap"] = "newer"
 	f["packages"] = "tree ii "
 	var cfg plan.Op
 	for _, op := range p.Final() {
@@ -89,6 +90,9 @@ func TestSettingsChecks(t *testing.T) {
 		{"locale not asked", "locale generated", "nothing", func(f Facts) { f["locale"] = "" }},
 		{"keyboard", "keyboard", "X11 Layout gb, want de", func(f Facts) { f["localectl"] = strings.Replace(f["localectl"], "Layout: de", "Layout: gb", 1) }},
 		{"keyboard variant", "keyboard", "X11 Variant nodeadkeys, want nothing", func(f Facts) { f["localectl"] += "\n  X11 Variant: nodeadkeys" }},
+		{"keymap not cached", "console keymap", "not cached after /etc/default/keyboard", func(f Facts) {
+			f["keymap"] = "ls: cannot access '/etc/console-setup/cached_setup_keyboard.sh': No such file or directory"
+		}},
 		{"home address from DHCP", "home address", "192.168.0.141/24, want exactly 192.168.0.23/24 (home_static)", func(f Facts) {
 			f["uplink"] = "3: wlan0    inet 192.168.0.141/24 brd 192.168.0.255 scope global dynamic wlan0"
 		}},

@@ -43,11 +43,18 @@ func ReadDir(dir string) ([]File, error) {
 	}
 	sort.Strings(paths)
 	var out []File
+	seen := map[string]string{}
 	for _, p := range paths {
 		c, err := ReadControl(p)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
+		// apt would be given both and refuse the install: which one the
+		// node should get is the owner's to say.
+		if first, dup := seen[c.Package]; dup {
+			return nil, fmt.Errorf("%s and %s are both package %s: keep one", filepath.Base(first), filepath.Base(p), c.Package)
+		}
+		seen[c.Package] = p
 		out = append(out, File{Path: p, Control: c})
 	}
 	return out, nil
@@ -182,33 +189,47 @@ func relations(s string) [][]string {
 
 // Needed returns the files of debs that installing want takes: the .debs of
 // the packages named, and of what they depend on, transitively, as far as
-// debs holds them (the rest is the base's). Of alternatives, every one
-// debs holds is taken. In the order of debs.
+// debs holds them (the rest is the base's). Of alternatives, the first that
+// debs holds (by name, else by what a .deb provides) is taken, as apt
+// prefers the first. In the order of debs.
 func Needed(debs []File, want []string) []File {
-	by := map[string][]int{}
+	byName, byProvides := map[string]int{}, map[string]int{}
 	for i, f := range debs {
-		by[f.Package] = append(by[f.Package], i)
+		byName[f.Package] = i
 		for _, p := range f.Provides {
-			by[p] = append(by[p], i)
+			if _, dup := byProvides[p]; !dup {
+				byProvides[p] = i
+			}
 		}
 	}
-	take := make([]bool, len(debs))
-	queue := append([]string(nil), want...)
-	seen := map[string]bool{}
-	for len(queue) > 0 {
-		name := queue[0]
-		queue = queue[1:]
-		if seen[name] {
-			continue
+	held := func(name string) (int, bool) {
+		if i, ok := byName[name]; ok {
+			return i, true
 		}
-		seen[name] = true
-		for _, i := range by[name] {
-			if take[i] {
-				continue
-			}
+		i, ok := byProvides[name]
+		return i, ok
+	}
+	take := make([]bool, len(debs))
+	var queue []int
+	add := func(name string) bool {
+		i, ok := held(name)
+		if ok && !take[i] {
 			take[i] = true
-			for _, alts := range debs[i].Depends {
-				queue = append(queue, alts...)
+			queue = append(queue, i)
+		}
+		return ok
+	}
+	for _, name := range want {
+		add(name)
+	}
+	for len(queue) > 0 {
+		i := queue[0]
+		queue = queue[1:]
+		for _, alts := range debs[i].Depends {
+			for _, name := range alts {
+				if add(name) {
+					break
+				}
 			}
 		}
 	}

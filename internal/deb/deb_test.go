@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/ulikunitz/xz"
@@ -70,8 +71,10 @@ func TestReadDirAndNeeded(t *testing.T) {
 		"tree_2.2_arm64.deb":          "Package: tree\nDepends: libc6:any (>= 2.34)\n",
 		"mta_1_all.deb":               "Package: dma\nProvides: mail-transport-agent\n",
 		"mailer_1_all.deb":            "Package: mailer\nDepends: default-mta | mail-transport-agent\n",
+		"exim_1_all.deb":              "Package: exim\nProvides: mail-transport-agent\n",
+		"either_1_all.deb":            "Package: either\nDepends: tree | libip4tc2\n",
 	}
-	comp := []string{"xz", "gz", "xz", "tar", "xz"}
+	comp := []string{"xz", "gz", "xz", "tar", "xz", "gz", "tar"}
 	i := 0
 	for name, control := range debs {
 		writeDeb(t, filepath.Join(dir, name), control, comp[i%len(comp)])
@@ -94,13 +97,25 @@ func TestReadDirAndNeeded(t *testing.T) {
 	}{
 		{[]string{"tree"}, []string{"tree_2.2_arm64.deb"}},
 		{[]string{"isc-dhcp-server"}, []string{"isc-dhcp-server_1_arm64.deb", "libip4tc2_1_arm64.deb"}},
-		{[]string{"mailer"}, []string{"mailer_1_all.deb", "mta_1_all.deb"}},
+		// One provider of the virtual package: the first by file name.
+		{[]string{"mailer"}, []string{"exim_1_all.deb", "mailer_1_all.deb"}},
+		// The first alternative held, not both.
+		{[]string{"either"}, []string{"either_1_all.deb", "tree_2.2_arm64.deb"}},
 		{[]string{"htop"}, nil},
 		{nil, nil},
 	} {
 		if got := names(Needed(files, tc.want)); !reflect.DeepEqual(got, tc.got) {
 			t.Errorf("Needed(%v) = %v, want %v", tc.want, got, tc.got)
 		}
+	}
+}
+
+func TestReadDirRefusesTwoOfAPackage(t *testing.T) {
+	dir := t.TempDir()
+	writeDeb(t, filepath.Join(dir, "tree_2.1_arm64.deb"), "Package: tree\n", "xz")
+	writeDeb(t, filepath.Join(dir, "tree_2.2_arm64.deb"), "Package: tree\n", "xz")
+	if _, err := ReadDir(dir); err == nil || !strings.Contains(err.Error(), "tree_2.1_arm64.deb and tree_2.2_arm64.deb are both package tree: keep one") {
+		t.Errorf("ReadDir: %v", err)
 	}
 }
 

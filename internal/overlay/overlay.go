@@ -29,6 +29,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -76,9 +77,11 @@ type Data struct {
 	Cluster *profile.Cluster
 	Head    *profile.Node
 	Workers []profile.Node
-	// Packages are what Node's first boot installs: the head's DHCP server
-	// and iptables, then the profile's packages.
+	// Packages are what Node's first boot installs: HeadPackages on the
+	// head, then the profile's packages.
 	Packages []string
+	// HeadPackages are the head's DHCP server and iptables.
+	HeadPackages []string
 	// FirstBoot says Node has a first-boot step (magibake-firstboot).
 	FirstBoot bool
 }
@@ -100,7 +103,7 @@ func Render(c *profile.Cluster, keys hostkey.Keys, nodeName string, trees []Tree
 		// identity at first boot: never render one.
 		return nil, fmt.Errorf("node %s: no SSH host key given (internal/hostkey.Load)", node.Hostname)
 	}
-	data := &Data{Node: node, HostKey: key, Cluster: c, Head: c.HeadNode()}
+	data := &Data{Node: node, HostKey: key, Cluster: c, Head: c.HeadNode(), HeadPackages: headPackages}
 	for _, n := range c.Nodes {
 		if n.Role == profile.RoleWorker {
 			data.Workers = append(data.Workers, n)
@@ -131,13 +134,7 @@ func Render(c *profile.Cluster, keys hostkey.Keys, nodeName string, trees []Tree
 	}
 	if len(set.ConfigTxt) > 0 {
 		op := plan.Op{Partition: plan.Boot, Kind: plan.EditConfig, Path: "/config.txt", Source: "profile: config_txt"}
-		for _, l := range set.ConfigTxt {
-			cl := plan.ConfigLine{Section: l.Section, Line: l.Line}
-			if err := cl.Validate(); err != nil {
-				return nil, fmt.Errorf("node %s: config_txt: %w", node.Hostname, err)
-			}
-			op.ConfigLines = append(op.ConfigLines, cl)
-		}
+		op.ConfigLines = append(op.ConfigLines, set.ConfigTxt...)
 		ops[opKey{op.Partition, op.Path}] = op
 	}
 	enableUnits(ops)
@@ -418,7 +415,7 @@ const DebsDir = "/var/lib/magibake/debs"
 func addDebs(dir string, want []string, ops map[opKey]plan.Op) error {
 	debs, err := deb.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("offline_debs: %w", err)
+		return fmt.Errorf("offline_debs %s: %w", dir, err)
 	}
 	for _, f := range deb.Needed(debs, want) {
 		data, err := os.ReadFile(f.Path)
@@ -436,20 +433,48 @@ func addDebs(dir string, want []string, ops map[opKey]plan.Op) error {
 // zone, locale or keyboard layout it does not know would be baked, and
 // then fail at boot.
 func expects(s profile.Settings) []plan.Expect {
+	at := func(key string) string {
+		if w := s.At[key]; w != "" {
+			return w + ": " + key
+		}
+		return key
+	}
 	var out []plan.Expect
 	if tz := s.Timezone; tz != "" {
 		out = append(out, plan.Expect{Path: "/usr/share/zoneinfo/" + tz,
-			Why: fmt.Sprintf("%s: timezone: %s is not a zone the base ships", s.At["timezone"], tz)})
+			Why: fmt.Sprintf("%s: %s is not a zone the base ships", at("timezone"), tz)})
 	}
-	if l := s.Locale; l != "" && l != "C.UTF-8" {
+	if l := s.Locale; l != "" && !strings.HasPrefix(l, "C.") {
+		// de_DE.UTF-8 is built from locales/de_DE, sr_RS.UTF-8@latin from sr_RS@latin.
 		lang, _, _ := strings.Cut(l, ".")
+		if _, mod, ok := strings.Cut(l, "@"); ok {
+			lang += "@" + mod
+		}
 		out = append(out, plan.Expect{Path: "/usr/share/i18n/locales/" + lang,
-			Why: fmt.Sprintf("%s: locale: %s is not a locale the base can generate", s.At["locale"], l)})
+			Why: fmt.Sprintf("%s: %s is not a locale the base can generate", at("locale"), l)})
 	}
 	if k := s.Keyboard; k != nil {
+		const rules = "/usr/share/X11/xkb/rules/base.lst"
 		for _, layout := range strings.Split(k.Layout, ",") {
 			out = append(out, plan.Expect{Path: "/usr/share/X11/xkb/symbols/" + layout,
-				Why: fmt.Sprintf("%s: keyboard: %s is not a layout the base ships", s.At["keyboard"], layout)})
+				Why: fmt.Sprintf("%s: %s is not a layout the base ships", at("keyboard"), layout)})
+		}
+		// XKB takes an unknown model, variant or option without a word and
+		// gives the plain layout: only its rules list says which exist.
+		listed := func(what, name, prefix string) {
+			out = append(out, plan.Expect{Path: rules, Contains: regexp.QuoteMeta(name) + `\s+` + prefix,
+				Why: fmt.Sprintf("%s: %s %s is not in the base's XKB rules (%s)", at("keyboard"), what, name, rules)})
+		}
+		if k.Model != "" {
+			listed("model", k.Model, "")
+		}
+		if k.Variant != "" {
+			listed("variant", k.Variant, regexp.QuoteMeta(strings.Split(k.Layout, ",")[0])+":")
+		}
+		for _, o := range strings.Split(k.Options, ",") {
+			if o != "" {
+				listed("option", o, "")
+			}
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -26,7 +27,7 @@ func settingsCluster(t *testing.T) *profile.Cluster {
 		Timezone:  "Europe/Berlin",
 		Locale:    "de_DE.UTF-8",
 		Keyboard:  &profile.Keyboard{Layout: "de", Model: "pc105", Variant: "nodeadkeys", Options: "ctrl:nocaps"},
-		ConfigTxt: []profile.ConfigLine{{Section: "all", Line: "dtparam=poe_fan_temp0=50000"}, {Section: "pi4", Line: "arm_boost=1"}},
+		ConfigTxt: []plan.ConfigLine{{Section: "all", Line: "dtparam=poe_fan_temp0=50000"}, {Section: "pi4", Line: "arm_boost=1"}},
 		Packages:  []string{"tree"},
 		Upgrade:   true,
 	}
@@ -80,7 +81,7 @@ func TestSettingsFilesAcceptedByConsumers(t *testing.T) {
 	}
 	verifyUnitsAndScripts(t, p, dir)
 	script := string(find(t, p, plan.Root, "/usr/local/sbin/magibake-firstboot").Content)
-	for _, want := range []string{`locale="de_DE.UTF-8"`, "locale-gen", "rm -f /etc/console-setup/cached_*", `packages="tree"`, "full-upgrade"} {
+	for _, want := range []string{`locale="de_DE.UTF-8"`, "locale-gen", "rm -f /etc/console-setup/cached_*", `wanted="tree"`, `ensure "packages" tree`, "full-upgrade"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("firstboot lacks %q", want)
 		}
@@ -90,12 +91,25 @@ func TestSettingsFilesAcceptedByConsumers(t *testing.T) {
 	}
 	want := map[string]bool{
 		"/usr/share/zoneinfo/Europe/Berlin": true, "/usr/share/i18n/locales/de_DE": true, "/usr/share/X11/xkb/symbols/de": true,
+		`/usr/share/X11/xkb/rules/base.lst pc105\s+`: true, `/usr/share/X11/xkb/rules/base.lst nodeadkeys\s+de:`: true,
+		`/usr/share/X11/xkb/rules/base.lst ctrl:nocaps\s+`: true,
 	}
 	for _, e := range p.Expects {
-		if !want[e.Path] {
-			t.Errorf("unexpected expect %s", e.Path)
+		k := strings.TrimSpace(e.Path + " " + e.Contains)
+		if !want[k] {
+			t.Errorf("unexpected expect %s", k)
 		}
-		delete(want, e.Path)
+		delete(want, k)
+	}
+	// The rules list as xkb-data ships it: each pattern finds its line.
+	rules, err := os.ReadFile("/usr/share/X11/xkb/rules/base.lst")
+	if err != nil {
+		t.Fatalf("xkb-data's rules list: %v", err)
+	}
+	for _, e := range p.Expects {
+		if e.Contains != "" && !regexp.MustCompile(`(?m)^\s*`+e.Contains).Match(rules) {
+			t.Errorf("%s: no line matches %q", e.Path, e.Contains)
+		}
 	}
 	if len(want) > 0 {
 		t.Errorf("expects missing: %v", want)

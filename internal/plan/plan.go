@@ -87,10 +87,12 @@ type Plan struct {
 	Expects []Expect
 }
 
-// Expect is a file (or link) the base's root partition must hold; Why is
-// the one-line error when it does not, naming the profile's file and line.
+// Expect is a file (or link) the base's root partition must hold, with a
+// line matching Contains (a regular expression, matched at a line's first
+// non-blank character) when it is not empty; Why is the one-line error when
+// it does not, naming the profile's file and line.
 type Expect struct {
-	Path, Why string
+	Path, Contains, Why string
 }
 
 // Final returns the last operation on each partition and path of p, in the

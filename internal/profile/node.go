@@ -379,6 +379,8 @@ func (l *loader) nodes(c *Cluster, nodes []parsedNode, files int, roleKnown bool
 				d.fail(p.static.n, p.static.field, "needs home_network and home_gateway (the router) in %s", clusterFile)
 			case a == c.HomeGateway:
 				d.fail(p.home.n, p.home.field, "%s is home_gateway, the router's address", a)
+			case c.HomeNetwork.Contains(a) && hostAddr(c.HomeNetwork, a) != "":
+				d.fail(p.home.n, p.home.field, "%s", hostAddr(c.HomeNetwork, a))
 			}
 		}
 		if p.Home == "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/magibake/magibake/internal/plan"
 )
 
 // Settings are the whole-Pi settings: time zone, locale, keyboard,
@@ -21,7 +23,7 @@ type Settings struct {
 	// ConfigTxt are lines for the boot partition's config.txt, cluster's
 	// first, then the role's, then the node's: a later line of the same key
 	// and section replaces an earlier one, as the firmware reads them.
-	ConfigTxt []ConfigLine
+	ConfigTxt []plan.ConfigLine
 	// Packages are installed at first boot (from offline_debs when there).
 	Packages []string
 	// Upgrade runs apt-get full-upgrade once at first boot.
@@ -36,12 +38,6 @@ type Keyboard struct {
 	Layout, Model, Variant, Options string
 }
 
-// ConfigLine is one line for config.txt in the conditional section it
-// belongs to ("all", "pi4", "cm4", ...).
-type ConfigLine struct {
-	Section, Line string
-}
-
 // settingKeys are the keys a settings mapping takes, at every level.
 var settingKeys = []string{"timezone", "locale", "keyboard", "config_txt", "poe_fan", "packages", "upgrade"}
 
@@ -49,7 +45,7 @@ var settingKeys = []string{"timezone", "locale", "keyboard", "config_txt", "poe_
 type partial struct {
 	timezone, locale *string
 	keyboard         *Keyboard
-	config           []ConfigLine
+	config           []plan.ConfigLine
 	packages         []string
 	upgrade          *bool
 	at               map[string]string
@@ -64,7 +60,7 @@ func (d *doc) settingFields(p *partial) map[string]func(string, *yaml.Node) {
 		}
 		p.at[key] = fmt.Sprintf("%s:%d", d.file, resolve(v).Line)
 	}
-	var poe []ConfigLine
+	var poe []plan.ConfigLine
 	return map[string]func(string, *yaml.Node){
 		"timezone": d.name(&p.timezone, "a time zone like Europe/Berlin", timezoneProblem, here),
 		"locale":   d.name(&p.locale, "a locale like de_DE.UTF-8", localeProblem, here),
@@ -198,8 +194,9 @@ var (
 	// (UTC); the capital keeps out zoneinfo's other files (zone.tab,
 	// posixrules, leapseconds) and the posix/ and right/ trees.
 	zoneName = regexp.MustCompile(`^[A-Z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$`)
-	// localeName is a UTF-8 locale as /usr/share/i18n/SUPPORTED spells it.
-	localeName = regexp.MustCompile(`^([a-z]{2,3}_[A-Z]{2}|C)(@[a-z]+)?\.UTF-8$`)
+	// localeName is a UTF-8 locale as /usr/share/i18n/SUPPORTED spells it:
+	// de_DE.UTF-8, eo.UTF-8, sr_RS.UTF-8@latin.
+	localeName = regexp.MustCompile(`^([a-z]{2,3}(_[A-Z]{2})?|C)\.UTF-8(@[a-z]+)?$`)
 	// xkbName is an XKB layout, model or variant name; xkbOptions a list of
 	// options like ctrl:nocaps,compose:ralt. Both go into a shell-quoted file.
 	xkbName    = regexp.MustCompile(`^[a-z0-9][a-z0-9_()-]*$`)
@@ -225,8 +222,15 @@ func localeProblem(s string) string {
 	if localeName.MatchString(s) {
 		return ""
 	}
-	if lang, _, ok := strings.Cut(s, "."); ok && localeName.MatchString(lang+".UTF-8") {
-		return fmt.Sprintf("%s: write the charset as UTF-8, as /usr/share/i18n/SUPPORTED does: %s.UTF-8", quote(s), lang)
+	lang, charset, _ := strings.Cut(s, ".")
+	lang, mod, _ := strings.Cut(lang, "@")
+	if m, ok := strings.CutPrefix(charset, "utf8"); ok && mod == "" {
+		if want := lang + ".UTF-8" + m; localeName.MatchString(want) {
+			return fmt.Sprintf("%s: write the charset as UTF-8, as /usr/share/i18n/SUPPORTED does: %s", quote(s), want)
+		}
+	}
+	if want := lang + "." + charset + "@" + mod; mod != "" && localeName.MatchString(want) {
+		return fmt.Sprintf("%s: the modifier goes after the charset, as /usr/share/i18n/SUPPORTED has it: %s", quote(s), want)
 	}
 	return fmt.Sprintf("%s is not a UTF-8 locale name; want one like de_DE.UTF-8 or en_GB.UTF-8", quote(s))
 }
@@ -273,8 +277,8 @@ func (d *doc) keyboard(f string, v *yaml.Node) (*Keyboard, bool) {
 
 // configTxt reads config_txt: a list of lines for [all], or a mapping of
 // section names to lists of lines.
-func (d *doc) configTxt(f string, v *yaml.Node) []ConfigLine {
-	var out []ConfigLine
+func (d *doc) configTxt(f string, v *yaml.Node) []plan.ConfigLine {
+	var out []plan.ConfigLine
 	lines := func(section, f string, v *yaml.Node) {
 		items, ok := d.list(f, v, "a list of config.txt lines like gpu_mem=16")
 		if !ok {
@@ -289,7 +293,13 @@ func (d *doc) configTxt(f string, v *yaml.Node) []ConfigLine {
 				d.fail(resolve(it), item(f, i), "%s", msg)
 				continue
 			}
-			out = append(out, ConfigLine{Section: section, Line: s})
+			l := plan.ConfigLine{Section: section, Line: s}
+			// What the edit itself cannot write, in its words.
+			if err := l.Validate(); err != nil {
+				d.fail(resolve(it), item(f, i), "%v", err)
+				continue
+			}
+			out = append(out, l)
 		}
 	}
 	r := resolve(v)
@@ -329,7 +339,7 @@ func configLineProblem(s string) string {
 // poeFan reads the PoE HAT fan's four thresholds in degrees Celsius and
 // turns them into the dtparam lines its overlay (rpi-poe, rpi-poe-plus)
 // takes, in millidegrees.
-func (d *doc) poeFan(f string, v *yaml.Node) []ConfigLine {
+func (d *doc) poeFan(f string, v *yaml.Node) []plan.ConfigLine {
 	const want = "four fan thresholds in °C, rising, like [50, 60, 70, 80]"
 	items, ok := d.list(f, v, want)
 	if !ok {
@@ -339,7 +349,7 @@ func (d *doc) poeFan(f string, v *yaml.Node) []ConfigLine {
 		d.fail(resolve(v), f, "want %s, got %d values", want, len(items))
 		return nil
 	}
-	var out []ConfigLine
+	var out []plan.ConfigLine
 	prev := 0
 	for i, it := range items {
 		s, ok := d.scalar(item(f, i), it, "a temperature in °C")
@@ -356,7 +366,7 @@ func (d *doc) poeFan(f string, v *yaml.Node) []ConfigLine {
 			return nil
 		}
 		prev = c
-		out = append(out, ConfigLine{Section: "all", Line: fmt.Sprintf("dtparam=poe_fan_temp%d=%d", i, c*1000)})
+		out = append(out, plan.ConfigLine{Section: "all", Line: fmt.Sprintf("dtparam=poe_fan_temp%d=%d", i, c*1000)})
 	}
 	return out
 }

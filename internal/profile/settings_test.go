@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/magibake/magibake/internal/plan"
 )
 
 // TestSettings: the whole-Pi settings given at three levels land on each
@@ -34,8 +36,8 @@ roles:
 	m, _ := c.Node("melchior")
 	want := Settings{
 		Timezone: "Europe/Berlin", Locale: "de_DE.UTF-8", Keyboard: &Keyboard{Layout: "de", Model: "pc105"},
-		ConfigTxt: []ConfigLine{{"pi4", "arm_boost=1"}, {"all", "dtparam=poe_fan_temp0=50000"}, {"all", "dtparam=poe_fan_temp1=60000"},
-			{"all", "dtparam=poe_fan_temp2=70000"}, {"all", "dtparam=poe_fan_temp3=80000"}},
+		ConfigTxt: []plan.ConfigLine{{Section: "pi4", Line: "arm_boost=1"}, {Section: "all", Line: "dtparam=poe_fan_temp0=50000"}, {Section: "all", Line: "dtparam=poe_fan_temp1=60000"},
+			{Section: "all", Line: "dtparam=poe_fan_temp2=70000"}, {Section: "all", Line: "dtparam=poe_fan_temp3=80000"}},
 		Packages: []string{"htop"},
 	}
 	got := head.Settings
@@ -48,7 +50,7 @@ roles:
 	}
 	want.Timezone, want.Upgrade = "UTC", true
 	want.Keyboard = &Keyboard{Layout: "us", Model: "pc105", Variant: "intl"}
-	want.ConfigTxt = append(want.ConfigTxt, ConfigLine{"all", "gpu_mem=16"}, ConfigLine{"all", "gpu_mem=32"})
+	want.ConfigTxt = append(want.ConfigTxt, plan.ConfigLine{Section: "all", Line: "gpu_mem=16"}, plan.ConfigLine{Section: "all", Line: "gpu_mem=32"})
 	want.Packages = []string{"htop", "tree"}
 	got = m.Settings
 	got.At = nil
@@ -72,6 +74,8 @@ func TestSettingsProblems(t *testing.T) {
 		{"posix zone", "timezone: posix/Europe/Berlin\n", "", "cluster.yaml:25: timezone", "not a time zone name"},
 		{"locale charset", "locale: de_DE.utf8\n", "", "cluster.yaml:25: locale", "write the charset as UTF-8, as /usr/share/i18n/SUPPORTED does: de_DE.UTF-8"},
 		{"locale latin1", "locale: de_DE\n", "", "cluster.yaml:25: locale", "not a UTF-8 locale name"},
+		{"locale modifier first", "locale: sr_RS@latin.UTF-8\n", "", "cluster.yaml:25: locale", "the modifier goes after the charset, as /usr/share/i18n/SUPPORTED has it: sr_RS.UTF-8@latin"},
+		{"locale modifier utf8", "locale: sr_RS.utf8@latin\n", "", "cluster.yaml:25: locale", "write the charset as UTF-8, as /usr/share/i18n/SUPPORTED does: sr_RS.UTF-8@latin"},
 		{"keyboard", "keyboard: Deutsch\n", "", "cluster.yaml:25: keyboard", "not an XKB layout name"},
 		{"keyboard key", "keyboard: {layout: de, modle: pc105}\n", "", "cluster.yaml:25: keyboard.modle", `unknown key (did you mean "model"?)`},
 		{"keyboard no layout", "keyboard: {model: pc105}\n", "", "cluster.yaml:25: keyboard.layout", "missing"},
@@ -92,6 +96,7 @@ func TestSettingsProblems(t *testing.T) {
 		{"dns without gateway", "home_dns: [192.168.0.1]\n", "", "cluster.yaml:25: home_dns", "needs home_gateway"},
 		{"static without gateway", "", "hostname: melchior\nrole: worker\nhome_address: 192.168.0.23\nhome_static: true\n", "melchior.yaml:4: home_static", "needs home_network and home_gateway"},
 		{"static by name", "home_gateway: 192.168.0.1\n", "hostname: melchior\nrole: worker\nhome_address: melchior.lan\nhome_static: true\n", "melchior.yaml:4: home_static", `needs home_address as an IPv4 address`},
+		{"static on the broadcast", "home_gateway: 192.168.0.1\n", "hostname: melchior\nrole: worker\nhome_address: 192.168.0.255\nhome_static: true\n", "melchior.yaml:3: home_address", "broadcast"},
 		{"static on the gateway", "home_gateway: 192.168.0.1\n", "hostname: melchior\nrole: worker\nhome_address: 192.168.0.1\nhome_static: true\n", "melchior.yaml:3: home_address", "is home_gateway"},
 	}
 	for _, tt := range tests {
