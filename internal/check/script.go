@@ -111,7 +111,7 @@ func Script(t Target) string {
 	if set.Keyboard != nil {
 		// keyboard-setup loads this cache at boot, not /etc/default/keyboard:
 		// made before the file, it holds the image's layout.
-		sec("keymap", "if [ "+keymapCache+" -nt /etc/default/keyboard ]; then echo 'newer'; else ls -l --time-style=+%FT%T "+keymapCache+" /etc/default/keyboard 2>&1; fi")
+		sec("keymap", "if [ -n \"$(find "+keymapCache+" -newer /etc/default/keyboard 2>/dev/null)\" ]; then echo 'newer'; else ls -l --time-style=+%FT%T "+keymapCache+" /etc/default/keyboard 2>&1; fi")
 	}
 	if set.Locale != "" {
 		// Warnings here mean the locale is not generated.

@@ -81,7 +81,7 @@ func TestSettingsFilesAcceptedByConsumers(t *testing.T) {
 	}
 	verifyUnitsAndScripts(t, p, dir)
 	script := string(find(t, p, plan.Root, "/usr/local/sbin/magibake-firstboot").Content)
-	for _, want := range []string{`locale="de_DE.UTF-8"`, "locale-gen", "rm -f /etc/console-setup/cached_*", `wanted="tree"`, `ensure "packages" tree`, "full-upgrade"} {
+	for _, want := range []string{`locale="de_DE.UTF-8"`, "locale-gen", "rm -f /etc/console-setup/cached_* && setupcon", "find /etc/console-setup/cached_setup_keyboard.sh -newer /etc/default/keyboard", `wanted="tree"`, `ensure "packages" tree`, "full-upgrade"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("firstboot lacks %q", want)
 		}
