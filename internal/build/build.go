@@ -320,7 +320,7 @@ func bakeAll(ctx context.Context, o Options, in *inputs, b *base, jobs []job, lo
 			}
 		}
 	}()
-	info := manifest.Info{Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
+	info := manifest.Info{Cluster: in.cluster.Name, Version: o.Version, ProfileDigest: in.cluster.Digest, BaseSHA256: b.SHA256}
 	last := adopter(jobs)
 	for i, j := range jobs {
 		s, line, err := bakeOne(ctx, o, b, j, info, i == last, log)

@@ -102,7 +102,7 @@ func healthy(t Target) Facts {
 	}
 	var files []string
 	for _, op := range t.Plan.Final() {
-		p := livePath(op)
+		p := LivePath(op)
 		switch {
 		case op.Kind == plan.EditCmdline || op.Kind == plan.EditConfig:
 		case op.Partition == plan.Boot && consumed[op.Path] != "":

@@ -34,6 +34,10 @@ var consumed = map[string]string{
 	"/userconf.txt": "userconf-pi creates the user and deletes it",
 }
 
+// Consumed says p is a boot partition trigger file that the first boot
+// acts on and deletes.
+func Consumed(p string) bool { _, ok := consumed[p]; return ok }
+
 type judge struct {
 	t   Target
 	f   Facts
@@ -132,10 +136,10 @@ func (j *judge) readSeed() seed {
 			s.hostname = append(s.hostname, l)
 		}
 	}
-	live := liveFiles(j.f["files"])
+	live := LiveFiles(j.f["files"])
 	for _, op := range j.t.Plan.Final() {
-		if w, ok := live[livePath(op)]; ok && op.Partition == plan.Boot && op.Path == "/user-data" {
-			s.rewritten = fileProblem(op, w, j.t.Plan.Secrets) != ""
+		if w, ok := live[LivePath(op)]; ok && op.Partition == plan.Boot && op.Path == "/user-data" {
+			s.rewritten = FileProblem(op, w, j.t.Plan.Secrets) != ""
 		}
 	}
 	return s
@@ -386,9 +390,9 @@ func (j *judge) wifi() {
 	j.add("regulatory domain", strings.HasPrefix(reg, "country "+c.WiFi.Country+":"), "%s, want country %s", orNothing(reg), c.WiFi.Country)
 }
 
-// liveFiles indexes the script's files section by path: each entry's
+// LiveFiles indexes the script's files section by path: each entry's
 // tab-separated words (kind, path, details).
-func liveFiles(s string) map[string][]string {
+func LiveFiles(s string) map[string][]string {
 	live := map[string][]string{}
 	for _, l := range lines(s) {
 		if w := strings.Split(l, "\t"); len(w) >= 2 {
@@ -401,10 +405,10 @@ func liveFiles(s string) map[string][]string {
 // files judges every planned path against the node's, by content hash
 // alone: no content is printed, so secrets stay secret.
 func (j *judge) files() {
-	live := liveFiles(j.f["files"])
+	live := LiveFiles(j.f["files"])
 	good := 0
 	for _, op := range j.t.Plan.Final() {
-		p := livePath(op)
+		p := LivePath(op)
 		if op.Kind == plan.EditConfig {
 			if missing := plan.ConfigMissing(j.f["config"], op.ConfigLines); len(missing) > 0 || j.f["config"] == "" {
 				var ls []string
@@ -444,7 +448,7 @@ func (j *judge) files() {
 			}
 			continue
 		}
-		if msg := fileProblem(op, live[p], j.t.Plan.Secrets); msg != "" {
+		if msg := FileProblem(op, live[p], j.t.Plan.Secrets); msg != "" {
 			j.add("file", false, "%s: %s", p, msg)
 		} else {
 			good++
@@ -453,10 +457,10 @@ func (j *judge) files() {
 	j.add("baked files", good == len(j.t.Plan.Final()), "%d of %d planned paths as baked", good, len(j.t.Plan.Final()))
 }
 
-// fileProblem says how the node's entry w (the script's f output) differs
+// FileProblem says how the node's entry w (the script's f output) differs
 // from op, or "". The boot partition is FAT: its modes and owners are the
 // mount's, not the card's, and are not compared.
-func fileProblem(op plan.Op, w []string, secrets *redact.Secrets) string {
+func FileProblem(op plan.Op, w []string, secrets *redact.Secrets) string {
 	kind := "missing"
 	if len(w) > 0 {
 		kind = w[0]

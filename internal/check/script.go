@@ -50,16 +50,7 @@ func Script(t Target) string {
 	b.WriteString("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
 	fmt.Fprintf(&b, "echo '%s'\n", begin)
 	fmt.Fprintf(&b, "s() { printf '\\n%s%%s\\n' \"$1\"; }\n", marker)
-	// One entry per path: kind, path, then mode/uid/gid and sha256 or the
-	// link target. %a is octal with the set-id and sticky bits.
-	b.WriteString(`f() {
-	if [ -L "$1" ]; then printf 'link\t%s\t%s\n' "$1" "$(readlink "$1")"
-	elif [ -d "$1" ]; then printf 'dir\t%s\t%s\n' "$1" "$(stat -c '%a %u %g' "$1")"
-	elif [ -f "$1" ]; then printf 'file\t%s\t%s %s\n' "$1" "$(stat -c '%a %u %g' "$1")" "$(sha256sum <"$1" | cut -d' ' -f1)"
-	elif [ -e "$1" ]; then printf 'other\t%s\n' "$1"
-	else printf 'missing\t%s\n' "$1"; fi
-}
-`)
+	b.WriteString(fileFunc)
 	sec := func(name, cmd string) { fmt.Fprintf(&b, "s %s; %s\n", name, cmd) }
 	sec("hostname", "hostname")
 	sec("manifest", "cat /etc/magibake/manifest.json")
@@ -123,11 +114,45 @@ func Script(t Target) string {
 	if hasConfigEdit(t.Plan) {
 		sec("config", "cat "+BootMount+"/config.txt")
 	}
-	b.WriteString("s files\n")
-	for _, p := range filePaths(t.Plan) {
-		fmt.Fprintf(&b, "f %s\n", shq(p))
-	}
+	writeFiles(&b, t.Plan)
 	sec("end", "true")
+	return b.String()
+}
+
+// fileFunc prints one entry per path: kind, path, then mode/uid/gid and
+// sha256 or the link target. %a is octal with the set-id and sticky bits.
+const fileFunc = `f() {
+	if [ -L "$1" ]; then printf 'link\t%s\t%s\n' "$1" "$(readlink "$1")"
+	elif [ -d "$1" ]; then printf 'dir\t%s\t%s\n' "$1" "$(stat -c '%a %u %g' "$1")"
+	elif [ -f "$1" ]; then printf 'file\t%s\t%s %s\n' "$1" "$(stat -c '%a %u %g' "$1")" "$(sha256sum <"$1" | cut -d' ' -f1)"
+	elif [ -e "$1" ]; then printf 'other\t%s\n' "$1"
+	else printf 'missing\t%s\n' "$1"; fi
+}
+`
+
+func writeFiles(b *strings.Builder, p *plan.Plan) {
+	b.WriteString("s files\n")
+	for _, path := range filePaths(p) {
+		fmt.Fprintf(b, "f %s\n", shq(path))
+	}
+}
+
+// FilesScript returns the read-only root script that prints what magibake
+// apply compares with the plan: the hostname, the manifest, the boot
+// partition's config.txt and cmdline.txt, and every planned path's entry
+// (as Script's files section). Parse reads its output.
+func FilesScript(p *plan.Plan) string {
+	var b strings.Builder
+	b.WriteString("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
+	fmt.Fprintf(&b, "echo '%s'\n", begin)
+	fmt.Fprintf(&b, "s() { printf '\\n%s%%s\\n' \"$1\"; }\n", marker)
+	b.WriteString(fileFunc)
+	b.WriteString("s hostname; hostname\n")
+	b.WriteString("s manifest; cat /etc/magibake/manifest.json\n")
+	b.WriteString("s config; cat " + BootMount + "/config.txt\n")
+	b.WriteString("s cmdline; cat " + BootMount + "/cmdline.txt\n")
+	writeFiles(&b, p)
+	b.WriteString("s end; true\n")
 	return b.String()
 }
 
@@ -155,8 +180,8 @@ u && /^[[:space:]]*-?[[:space:]]*name:/ { v = $0; sub(/^[[:space:]]*-?[[:space:]
 END { print "#read" }' ` + shq(file) + `; else echo '#missing'; fi`
 }
 
-// livePath is where a planned path is on the running node.
-func livePath(op plan.Op) string {
+// LivePath is where a planned path is on the running node.
+func LivePath(op plan.Op) string {
 	if op.Partition == plan.Boot {
 		return path.Join(BootMount, op.Path)
 	}
@@ -170,7 +195,7 @@ func filePaths(p *plan.Plan) []string {
 		if op.Kind == plan.EditCmdline || op.Kind == plan.EditConfig {
 			continue // judged by what the edit names, from its own section
 		}
-		out = append(out, livePath(op))
+		out = append(out, LivePath(op))
 	}
 	sort.Strings(out)
 	return out

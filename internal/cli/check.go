@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +18,9 @@ import (
 	"github.com/magibake/magibake/internal/build"
 	"github.com/magibake/magibake/internal/check"
 	"github.com/magibake/magibake/internal/fault"
+	"github.com/magibake/magibake/internal/hostkey"
 	"github.com/magibake/magibake/internal/profile"
+	"github.com/magibake/magibake/internal/remote"
 )
 
 func newCheck() *cobra.Command {
@@ -63,25 +62,14 @@ code 4 when any check fails.`,
 		ValidArgsFunction: completeNodes(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s.Log = cmd.ErrOrStderr()
-			c, err := s.Cluster()
+			l, err := loadLive(cmd, s, addresses, args)
 			if err != nil {
-				return fault.InputError(err)
+				return err
 			}
-			hosts, err := parseAddresses(c, addresses)
-			if err != nil {
-				return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
-			}
-			nodes, err := checkNodes(c, args)
-			if err != nil {
-				return fault.InputError(err)
-			}
+			c, nodes, keys, gen := l.c, l.nodes, l.keys, l.gen
 			up, err := upstreamOf(c, upstream)
 			if err != nil {
 				return fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
-			}
-			keys, gen, err := s.HostKeys(c)
-			if err != nil {
-				return fault.InputError(err)
 			}
 			mtime, err := build.MTime(nil)
 			if err != nil {
@@ -91,16 +79,14 @@ code 4 when any check fails.`,
 			if err != nil {
 				return fault.InputError(err)
 			}
+			session := remote.Session{SSHConfig: sshConfig, Password: password}
 			// Every plan first (a profile error stops before any login),
 			// then every node at once: each check waits on its own
 			// machine. The results keep the nodes' order.
 			perNode := make([][]check.Result, len(nodes))
 			var jobs []func()
 			for i, n := range nodes {
-				host := hosts[n.Hostname]
-				if host == "" {
-					host = n.Home
-				}
+				host := l.host(n)
 				if slices.Contains(gen.Nodes(), n.Hostname) {
 					perNode[i] = []check.Result{{Node: n.Hostname, Check: "reach", Detail: fmt.Sprintf(
 						"no baked SSH host key in %s: build the node's card first (check trusts only that key)", gen.Dir())}}
@@ -111,7 +97,7 @@ code 4 when any check fails.`,
 					return fault.InputError(err)
 				}
 				t := check.Target{Cluster: c, Node: n, Plan: p, HostKey: keys[n.Hostname].Public, Upstream: up}
-				jobs = append(jobs, func() { perNode[i] = checkNode(cmd.Context(), t, host, sshConfig, password) })
+				jobs = append(jobs, func() { perNode[i] = checkNode(cmd.Context(), session, t, host) })
 			}
 			var wg sync.WaitGroup
 			for _, job := range jobs {
@@ -138,6 +124,41 @@ code 4 when any check fails.`,
 	cmd.Flags().StringVar(&upstream, "upstream", "", "an address beyond the head's uplink that workers must reach (default: the first DNS server of the profile)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
 	return cmd
+}
+
+// liveNodes is what check and apply read before logging in to any node.
+type liveNodes struct {
+	c     *profile.Cluster
+	nodes []*profile.Node // the nodes named, or all of them
+	hosts map[string]string
+	keys  hostkey.Keys
+	gen   *hostkey.Generated
+}
+
+func loadLive(cmd *cobra.Command, s build.Sources, addresses, args []string) (liveNodes, error) {
+	var l liveNodes
+	var err error
+	if l.c, err = s.Cluster(); err != nil {
+		return l, fault.InputError(err)
+	}
+	if l.hosts, err = parseAddresses(l.c, addresses); err != nil {
+		return l, fault.UsageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+	}
+	if l.nodes, err = checkNodes(l.c, args); err != nil {
+		return l, fault.InputError(err)
+	}
+	if l.keys, l.gen, err = s.HostKeys(l.c); err != nil {
+		return l, fault.InputError(err)
+	}
+	return l, nil
+}
+
+// host is where n is reached: --address, else its home address.
+func (l liveNodes) host(n *profile.Node) string {
+	if h := l.hosts[n.Hostname]; h != "" {
+		return h
+	}
+	return n.Home
 }
 
 func parseAddresses(c *profile.Cluster, flags []string) (map[string]string, error) {
@@ -188,18 +209,11 @@ func upstreamOf(c *profile.Cluster, flag string) (netip.Addr, error) {
 	return c.DNS[0], nil
 }
 
-// sudoPasswordVar holds the sudo password for check, when set.
-const sudoPasswordVar = "MAGIBAKE_SUDO_PASSWORD"
-
-// scriptMarker separates sudo's password from the check script on ssh's
-// stdin.
-const scriptMarker = "@@magibake-check-script"
-
 // sudoPassword is the profile user's password for sudo on the nodes: from
 // $MAGIBAKE_SUDO_PASSWORD, else asked on the terminal; "" when the profile
 // has no password hash (sudo then asks for none) or nobody can be asked.
 func sudoPassword(c *profile.Cluster, prompt io.Writer) (string, error) {
-	if v, ok := os.LookupEnv(sudoPasswordVar); ok {
+	if v, ok := os.LookupEnv(remote.PasswordVar); ok {
 		return v, nil
 	}
 	if c.User.PasswordHash == "" {
@@ -222,77 +236,25 @@ func sudoPassword(c *profile.Cluster, prompt io.Writer) (string, error) {
 	return string(b), nil
 }
 
-// checkNode runs the check script on one node over ssh and judges what it
-// printed. A node that cannot be reached, or where sudo refuses, is one
-// failed check saying why.
-func checkNode(ctx context.Context, t check.Target, host, sshConfig, password string) []check.Result {
+// checkNode runs the check script on one node and judges what it printed.
+// A node that cannot be reached, or where sudo refuses, is one failed
+// check saying why.
+func checkNode(ctx context.Context, s remote.Session, t check.Target, host string) []check.Result {
 	name := t.Node.Hostname
 	fail := func(format string, a ...any) []check.Result {
 		return []check.Result{{Node: name, Check: "reach", Detail: fmt.Sprintf(format, a...)}}
 	}
-	dir, err := os.MkdirTemp("", "magibake-check-")
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer os.RemoveAll(dir)
-	known := filepath.Join(dir, "known_hosts")
-	f := strings.Fields(t.HostKey)
-	if len(f) < 2 {
-		return fail("no baked host key to trust")
-	}
-	if err := os.WriteFile(known, []byte(name+" "+f[0]+" "+f[1]+"\n"), 0o600); err != nil {
-		return fail("%v", err)
-	}
-	// The script travels on stdin after sudo's password and a marker line:
-	// not in the command line, where ps and sudo's log on the node would
-	// show it and its length is capped. sudo -S reads the password line
-	// when it needs one; the shell it starts skips what is left before the
-	// marker (the password, when sudo asked for none), then runs the rest.
-	remote := `sudo -S -p '' sh -c 'while IFS= read -r l; do [ "$l" = "` + scriptMarker + `" ] && exec sh -s; done; exit 111'`
-	args := []string{}
-	if sshConfig != "" {
-		args = append(args, "-F", sshConfig)
-	}
-	// Only the baked key is trusted: no ssh configuration can add a key
-	// from elsewhere (a command, DNS, the system's known_hosts).
-	args = append(args, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-		"-o", "UserKnownHostsFile="+known, "-o", "GlobalKnownHostsFile=/dev/null",
-		"-o", "KnownHostsCommand=none", "-o", "VerifyHostKeyDNS=no",
-		"-o", "HostKeyAlias="+name, "-o", "ConnectTimeout=15", "-o", "ControlPath=none",
-		"-l", t.Cluster.User.Name, "--", host, remote)
-	var stdout, stderr bytes.Buffer
-	run := exec.CommandContext(ctx, "ssh", args...)
-	// The password goes to sudo alone, never into the environment of ssh
-	// and whatever its configuration runs (ProxyCommand).
-	run.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, sudoPasswordVar+"=") })
-	// sh -s reads the script as it runs it: the braces make it read all of
-	// it first, and no command of it can read the rest as its input.
-	run.Stdin = strings.NewReader(password + "\n" + scriptMarker + "\n{\n" + check.Script(t) + "\n} </dev/null\n")
-	run.Stdout, run.Stderr = &stdout, &stderr
-	err = run.Run()
-	facts, perr := check.Parse(stdout.String())
+	n := remote.Node{Name: name, Host: host, User: t.Cluster.User.Name, HostKey: t.HostKey}
+	r := s.Run(ctx, n, check.Script(t))
+	facts, perr := check.Parse(r.Stdout)
 	if perr != nil {
-		why := strings.TrimSpace(stderr.String())
-		var exit *exec.ExitError
-		switch {
-		case strings.Contains(why, "Host key verification failed"):
-			why = "it presents a host key other than the baked one"
-		case errors.As(err, &exit) && exit.ExitCode() == 255:
-			// ssh's own failure: no login, so nothing ran.
-			return fail("cannot log in with ssh as %s@%s: %s; is %s up and on the home network? Give its address with --address %s=IP if %s is not it",
-				t.Cluster.User.Name, host, orDash(strings.ReplaceAll(why, "\n", "; ")), name, name, host)
+		if !r.LoggedIn() {
+			return fail("%s", r.Why(n))
 		}
-		if why == "" && err != nil {
-			why = err.Error()
-		}
-		if strings.Contains(why, "password") || strings.Contains(why, "sudo") {
-			why += " (set MAGIBAKE_SUDO_PASSWORD, or run check on a terminal)"
-		}
-		return fail("ssh %s@%s: %s: %v", t.Cluster.User.Name, host, orDash(strings.ReplaceAll(why, "\n", "; ")), perr)
+		return fail("%s: %v", r.Why(n), perr)
 	}
-	res := append([]check.Result{{Node: name, Check: "reach", OK: true, Detail: "ssh " + t.Cluster.User.Name + "@" + host + ", baked host key"}},
+	return append([]check.Result{{Node: name, Check: "reach", OK: true, Detail: "ssh " + n.User + "@" + host + ", baked host key"}},
 		check.Evaluate(t, facts)...)
-	return res
 }
 
 func countFailed(rs []check.Result) int {

@@ -99,8 +99,8 @@ func docFiles(t *testing.T, root string) []string {
 // machine cannot be what the line assumes, and then the outcome is
 // checked, not skipped: a loop device is not the removable SD card reader
 // /dev/sdX stands for (flash refuses it, exit 3, "is not a removable"), and no
-// node answers check (an ssh on PATH that reaches nothing: exit 4, the
-// node named unreachable).
+// node answers check or apply (an ssh on PATH that reaches nothing: exit
+// 4, the node named unreachable).
 func TestDocCommands(t *testing.T) {
 	testkit.RequireTools(t, "sh", "losetup", "xz")
 	root := fixture.RepoRoot(t)
@@ -128,7 +128,7 @@ func TestDocCommands(t *testing.T) {
 		switch {
 		case strings.Contains(d.text, "/dev/sdX"):
 			want, wantOut = 3, "is not a removable"
-		case len(fields) > 1 && fields[1] == "check":
+		case len(fields) > 1 && (fields[1] == "check" || fields[1] == "apply"):
 			want, wantOut = 4, "cannot log in"
 		}
 		out, code := ws.run(t, cmd)

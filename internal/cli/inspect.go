@@ -81,7 +81,7 @@ func printReport(w io.Writer, r *inspect.Report) {
 		fmt.Fprintln(w, "manifest        none (not baked by magibake)")
 		return
 	}
-	fmt.Fprintf(w, "manifest        node %s, baked by %s %s\n", l(m.Node), l(m.Tool), l(m.Version))
+	fmt.Fprintf(w, "manifest        node %s of cluster %s, baked by %s %s\n", l(m.Node), l(orDash(m.Cluster)), l(m.Tool), l(m.Version))
 	// Not when it was baked: a card holds no wall-clock time, so the same
 	// inputs bake the same bytes.
 	fmt.Fprintf(w, "file times      %s (the base's date, or SOURCE_DATE_EPOCH)\n", m.BakedAt.Format("2006-01-02 15:04:05 UTC"))

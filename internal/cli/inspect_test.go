@@ -65,7 +65,7 @@ func TestInspectAndDiff(t *testing.T) {
 
 			// The text form of the same.
 			code, stdout, _ = execute(t, "inspect", card)
-			for _, w := range []string{"disk signature  " + r.DiskSignature, "0x83 Linux", "manifest        node caspar, baked by magibake ", "file times      ", "/etc/dhcp/dhcpd.conf"} {
+			for _, w := range []string{"disk signature  " + r.DiskSignature, "0x83 Linux", "manifest        node caspar of cluster magi, baked by magibake ", "file times      ", "/etc/dhcp/dhcpd.conf"} {
 				if code != 0 || !strings.Contains(stdout, w) {
 					t.Errorf("inspect text lacks %q:\n%s", w, stdout)
 				}
@@ -167,7 +167,7 @@ func TestInspectEscapes(t *testing.T) {
 	if strings.ContainsAny(out, "\x1b\a\r") || strings.Contains(out, "\nFAKE") {
 		t.Errorf("control characters from the card reach the terminal:\n%q", out)
 	}
-	for _, want := range []string{`Debian\x1b]0;owned\a`, `node caspar\x1b[2J,`, `/etc/x\r\nFAKE line`} {
+	for _, want := range []string{`Debian\x1b]0;owned\a`, `node caspar\x1b[2J of cluster`, `/etc/x\r\nFAKE line`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %s:\n%s", want, out)
 		}

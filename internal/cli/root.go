@@ -102,7 +102,7 @@ nothing written, except by flash, which says so).`,
 	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory(), newFlash(), newCheck())
+	root.AddCommand(newBuild(), newPlan(), newFetch(), newValidate(), newInspect(), newDiff(), newKnownHosts(), newSSHConfig(), newInventory(), newFlash(), newCheck(), newApply())
 	addStandardCommands(root)
 	return root
 }

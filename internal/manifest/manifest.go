@@ -17,6 +17,7 @@ const Path = "/etc/magibake/manifest.json"
 
 // Info is what the manifest records besides the files.
 type Info struct {
+	Cluster       string // the profile's cluster name
 	Version       string // magibake version
 	ProfileDigest string // sha256 of the profile files
 	BaseSHA256    string // sha256 of the base image file as given
@@ -24,9 +25,11 @@ type Info struct {
 
 // Manifest is the record baked into every card at Path.
 type Manifest struct {
-	Tool          string    `json:"tool"`
-	Version       string    `json:"version"`
-	Node          string    `json:"node"`
+	Tool    string `json:"tool"`
+	Version string `json:"version"`
+	Node    string `json:"node"`
+	// Cluster is empty in cards baked before magibake recorded it.
+	Cluster       string    `json:"cluster,omitempty"`
 	ProfileDigest string    `json:"profile_digest"`
 	BaseSHA256    string    `json:"base_sha256"`
 	BakedAt       time.Time `json:"baked_at"` // the plan's fixed timestamp, not the wall clock
@@ -52,7 +55,7 @@ type Entry struct {
 
 // New records every operation of p, as bake is about to apply it.
 func New(p *plan.Plan, info Info) *Manifest {
-	m := &Manifest{Tool: "magibake", Version: info.Version, Node: p.Node, ProfileDigest: info.ProfileDigest,
+	m := &Manifest{Tool: "magibake", Version: info.Version, Node: p.Node, Cluster: info.Cluster, ProfileDigest: info.ProfileDigest,
 		BaseSHA256: info.BaseSHA256, BakedAt: p.MTime.UTC(), Files: []Entry{}}
 	for _, op := range p.Ops {
 		e := Entry{Partition: op.Partition.String(), Kind: string(op.Kind), Path: op.Path,
