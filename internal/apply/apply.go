@@ -160,8 +160,13 @@ func classify(c *Change) {
 		// magibake-firstboot; written alone they would promise what the
 		// node does not have.
 		c.Effect, c.Why = Reflash, "the first boot builds the console keymap and the locale from it"
-	case strings.HasPrefix(p, "/etc/ssh/sshd_config"):
-		c.Effect, c.Why = Reboot, "sshd reads it when it starts; apply does not restart the sshd it came in through"
+	case strings.HasPrefix(p, "/etc/ssh/sshd_config") || unit == "ssh.service" || unit == "sshd.service" || unit == "ssh.socket":
+		c.Effect, c.Why = Reboot, "sshd takes it up when it starts; apply does not restart the sshd it came in through"
+		if unit != "" {
+			c.then = []string{"systemctl daemon-reload"}
+		}
+	case strings.HasPrefix(p, "/var/lib/NetworkManager/"):
+		c.Effect, c.Why = Reboot, "NetworkManager reads its state when it starts"
 	case strings.HasPrefix(p, "/etc/sudoers.d/"):
 		c.Effect, c.Why = Now, "visudo accepts it; sudo reads it at every call"
 		c.check = `visudo -cqf "$1"`

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/magibake/magibake/internal/testkit"
 )
 
 func TestApplyRefuses(t *testing.T) {
@@ -35,5 +37,112 @@ func TestApplyRefuses(t *testing.T) {
 	in, _ := os.ReadFile(filepath.Join(rec, "stdin"))
 	if !strings.Contains(string(in), "s files") || strings.Contains(string(in), "stage_file") {
 		t.Errorf("the last script sent was not the read-only probe:\n%.300s", in)
+	}
+}
+
+// fakeNodeSSH puts an ssh on PATH that runs what apply sends on a node
+// made of a temporary tree: its /etc, /var/lib, /boot and /usr/local are
+// bound over this machine's in a mount namespace of the command's own;
+// /usr/local/bin holds a hostname that says NAME, a sudo that reads the
+// password line, and stand-ins for systemctl, nmcli, dhcpd,
+// iptables-restore and sysctl that log each call to root/calls and fail
+// the call $FAKE_FAIL matches.
+func fakeNodeSSH(t *testing.T, name string) (root string) {
+	t.Helper()
+	testkit.RequireTools(t, "unshare", "mount", "visudo")
+	root = t.TempDir()
+	bin := t.TempDir()
+	for _, d := range []string{"etc", "var/lib", "boot/firmware", "usr/local/bin"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stand := "#!/bin/sh\necho \"$(basename \"$0\") $*\" >>" + root + "/calls\n" +
+		"case \"$(basename \"$0\") $*\" in ${FAKE_FAIL:-@none@}) echo \"$(basename \"$0\"): failed as the test asked\" >&2; exit 1 ;; esac\n"
+	for _, c := range []string{"systemctl", "nmcli", "dhcpd", "iptables-restore", "sysctl"} {
+		write(filepath.Join(root, "usr/local/bin", c), stand)
+	}
+	// A node has its users (visudo looks the caller up).
+	for _, f := range []string{"passwd", "group"} {
+		b, err := os.ReadFile("/etc/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(filepath.Join(root, "etc", f), string(b))
+	}
+	write(filepath.Join(root, "usr/local/bin/hostname"), "#!/bin/sh\necho "+name+"\n")
+	write(filepath.Join(root, "usr/local/bin/sudo"), "#!/bin/sh\nshift 3\nIFS= read -r pw\nexec \"$@\"\n")
+	r := root
+	write(filepath.Join(bin, "ssh"), `#!/bin/sh
+for a in "$@"; do remote="$a"; done
+exec unshare --mount --net sh -c 'mount --bind `+r+`/etc /etc && mount --bind `+r+`/var/lib /var/lib && mount --bind `+r+`/boot /boot && mount --bind `+r+`/usr/local /usr/local && PATH=/usr/local/bin:$PATH && exec sh -c "$0"' "$remote"
+`)
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return root
+}
+
+// TestApplyOnANode: apply brings a node whose card holds only its manifest
+// to its whole plan, then asks before a change when there is no --yes,
+// and rolls a node back when what takes a change up fails.
+func TestApplyOnANode(t *testing.T) {
+	setEnv(t)
+	savedKeys(t)
+	t.Setenv("MAGIBAKE_SUDO_PASSWORD", "pw")
+	root := fakeNodeSSH(t, "melchior")
+	m := `{"tool": "magibake", "version": "old", "node": "melchior", "cluster": "magi", "files": []}` + "\n"
+	if err := os.MkdirAll(filepath.Join(root, "etc/magibake"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/magibake/manifest.json"), []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	read := func(rel string) string { b, _ := os.ReadFile(filepath.Join(root, rel)); return string(b) }
+
+	code, stdout, stderr := execute(t, "apply", "melchior", "--yes", "--address", "melchior=10.9.9.9")
+	if code != 0 || !strings.Contains(stdout, "melchior: applied") {
+		t.Fatalf("apply --yes: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"/etc/hosts: a missing, want a file", "now: read where it is used", "takes effect when reflashed", "melchior: wrote /etc/hosts"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("apply's output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "test-passphrase") || strings.Contains(read("etc/magibake/manifest.json"), "test-passphrase") {
+		t.Errorf("the Wi-Fi passphrase was printed or put in the manifest")
+	}
+	if !strings.Contains(read("etc/NetworkManager/system-connections/wifi.nmconnection"), "psk=") || !strings.Contains(read("calls"), "nmcli connection reload") {
+		t.Errorf("the Wi-Fi profile was not written and reloaded; calls:\n%s", read("calls"))
+	}
+	hosts := read("etc/hosts")
+
+	// A change by hand; without --yes and without a terminal: nothing changes.
+	if err := os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("by hand\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = execute(t, "apply", "melchior", "--address", "melchior=10.9.9.9")
+	if code != 2 || !strings.Contains(stderr, "not a terminal: give --yes") || read("etc/hosts") != "by hand\n" {
+		t.Errorf("apply without --yes: exit %d, /etc/hosts %q\n%s\n%s", code, read("etc/hosts"), stdout, stderr)
+	}
+	// The Wi-Fi profile changed too, and NetworkManager refuses the reload:
+	// every file back, exit 4.
+	if err := os.WriteFile(filepath.Join(root, "etc/NetworkManager/system-connections/wifi.nmconnection"), []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FAKE_FAIL", "nmcli connection reload")
+	code, stdout, _ = execute(t, "apply", "melchior", "--yes", "--address", "melchior=10.9.9.9")
+	if code != 4 || !strings.Contains(stdout, "melchior: FAILED: a step failed; its previous files are back") {
+		t.Errorf("apply with a failing reload: exit %d\n%s", code, stdout)
+	}
+	if read("etc/hosts") != "by hand\n" || read("etc/NetworkManager/system-connections/wifi.nmconnection") != "old\n" {
+		t.Errorf("not rolled back: /etc/hosts %q, keyfile %q", read("etc/hosts"), read("etc/NetworkManager/system-connections/wifi.nmconnection"))
+	}
+	t.Setenv("FAKE_FAIL", "")
+	if code, stdout, _ = execute(t, "apply", "melchior", "--yes", "--address", "melchior=10.9.9.9"); code != 0 || read("etc/hosts") != hosts {
+		t.Errorf("apply again: exit %d, /etc/hosts %q\n%s", code, read("etc/hosts"), stdout)
 	}
 }
