@@ -1,6 +1,6 @@
 // Package apply brings a running node's files to today's plan: which planned
 // paths differ on the node, when each change can take effect there, and the
-// root script that writes them atomically, keeps what it replaces, makes
+// root script that writes them (renamed into place), keeps what it replaces, makes
 // what reads them take them up, and puts everything back when a step fails.
 package apply
 
@@ -92,12 +92,17 @@ func Changes(p *plan.Plan, cluster string, f check.Facts) ([]Change, error) {
 			continue // written last, to what the node then holds
 		}
 		c := Change{Op: op, Path: check.LivePath(op), Content: op.Content}
+		if strings.ContainsAny(c.Path, " \t\n") {
+			return nil, fmt.Errorf("%s: %q: apply does not write paths with white space", p.Node, c.Path)
+		}
 		switch op.Kind {
 		case plan.EditConfig:
-			text, ok := f["config"]
-			if !ok {
-				c.Problem = "not read"
-			} else if missing := plan.ConfigMissing(text, op.ConfigLines); len(missing) > 0 {
+			text := f["config"]
+			if strings.TrimSpace(text) == "" {
+				// Editing an empty reading would replace the node's file.
+				return nil, fmt.Errorf("%s: could not read %s", p.Node, c.Path)
+			}
+			if missing := plan.ConfigMissing(text, op.ConfigLines); len(missing) > 0 {
 				var ls []string
 				for _, l := range missing {
 					ls = append(ls, "["+l.Section+"] "+l.Line)
@@ -168,8 +173,12 @@ func classify(c *Change) {
 	case strings.HasPrefix(p, "/var/lib/NetworkManager/"):
 		c.Effect, c.Why = Reboot, "NetworkManager reads its state when it starts"
 	case strings.HasPrefix(p, "/etc/sudoers.d/"):
-		c.Effect, c.Why = Now, "visudo accepts it; sudo reads it at every call"
-		c.check = `visudo -cqf "$1"`
+		// Its rule goes with the user's password, which only the first
+		// boot sets: changed alone it could lock sudo, and apply with it.
+		c.Effect, c.Why = Reflash, "sudo's rule goes with the user's password, which the first boot sets"
+	case p == "/etc/magibake/authorized_keys" || strings.HasPrefix(p, "/var/lib/magibake/host-keys") ||
+		strings.HasPrefix(p, "/usr/local/sbin/magibake-") || strings.HasPrefix(p, "/etc/sysctl.d/"):
+		c.Effect, c.Why = Reboot, "read at boot"
 	case strings.HasPrefix(p, "/etc/modules-load.d/") || strings.HasPrefix(p, "/etc/rpi/") || strings.HasPrefix(p, "/etc/cloud/"):
 		c.Effect, c.Why = Reboot, "read at boot"
 	case p == "/etc/dhcp/dhcpd.conf" || p == "/etc/default/isc-dhcp-server":
@@ -185,9 +194,6 @@ func classify(c *Change) {
 	case strings.HasPrefix(p, "/etc/NetworkManager/system-connections/"):
 		c.Effect, c.Why = Now, "NetworkManager reloads its profiles; an active connection takes it up when it next connects"
 		c.then = []string{"nmcli connection reload"}
-	case strings.HasPrefix(p, "/etc/sysctl.d/") && strings.HasSuffix(p, ".conf"):
-		c.Effect, c.Why = Now, "sysctl loads it"
-		c.then = []string{"sysctl -q -e -p " + shq(p)}
 	case unit != "":
 		name := strings.TrimSuffix(unit, path.Ext(unit))
 		for _, b := range bootOnlyUnits {
@@ -205,7 +211,7 @@ func classify(c *Change) {
 			c.Why = "systemd reloads; " + unit + " starts"
 			c.then = append(c.then, "systemctl start "+shq(unit))
 		case op.Kind == plan.Symlink && op.Target == "/dev/null", op.Kind == plan.Remove:
-			c.Why = "systemd reloads; " + unit + " takes it up at its next start"
+			c.Effect, c.Why = Reboot, "systemd reloads; a masked or disabled "+unit+" stays as it is until a reboot"
 		default:
 			// Running ones restart; a stopped one stays stopped.
 			c.Why = "systemd reloads; " + unit + " restarts if it runs"

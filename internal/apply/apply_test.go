@@ -246,7 +246,7 @@ func TestScriptAppliesAndKeepsTheWayBack(t *testing.T) {
 	// Taken up in order, each once: reload before restart, dhcpd checked
 	// on the staged file before anything was replaced.
 	calls := n.calls(t)
-	wantCalls := "dhcpd -t -q -4 -cf /etc/dhcp/dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nnmcli connection reload\n"
+	wantCalls := "dhcpd -t -q -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nnmcli connection reload\n"
 	if calls != wantCalls {
 		t.Errorf("calls:\n%s\nwant:\n%s", calls, wantCalls)
 	}
@@ -280,10 +280,10 @@ func TestScriptRefusesAndRollsBack(t *testing.T) {
 		wantCalls         string
 	}{
 		{"dhcpd -t refuses", "invalid\n", "", ExitRefused, "@@magibake-apply refused /etc/dhcp/dhcpd.conf: dhcpd: /etc/dhcp/dhcpd.conf line 1: invalid",
-			"dhcpd -t -q -4 -cf /etc/dhcp/dhcpd.conf.magibake-new\n"},
+			"dhcpd -t -q -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\n"},
 		{"the server does not come back", "new\n", "systemctl restart isc-dhcp-server", ExitRolledBack, "@@magibake-apply rolled back",
 			// Restarted again, with the old file, after the rollback.
-			"dhcpd -t -q -4 -cf /etc/dhcp/dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nsystemctl restart isc-dhcp-server\n"},
+			"dhcpd -t -q -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nsystemctl restart isc-dhcp-server\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -295,8 +295,13 @@ func TestScriptRefusesAndRollsBack(t *testing.T) {
 			}
 			p := testPlan(tc.dhcpd)
 			p.Ops[0].Content = []byte("127.0.0.1 localhost\n10.3.50.14 caspar-5\n")
+			// A file in directories the node does not have: they go too.
+			p.Ops = append(p.Ops, plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: "/etc/magibake/new.d/sub/x.conf", Mode: 0o600, Content: []byte("x\n")})
 			cs, old := n.changes(t, p)
 			out, code := n.run(t, script(t, p, cs, old), "FAKE_FAIL="+tc.fail)
+			if _, err := os.Lstat(filepath.Join(n.root, "etc/magibake/new.d")); err == nil {
+				t.Errorf("the directory made for a new file is still there")
+			}
 			if code != tc.code || !strings.Contains(out, tc.wantLine) {
 				t.Errorf("exit %d, want %d and %q:\n%s", code, tc.code, tc.wantLine, out)
 			}
@@ -328,7 +333,7 @@ func TestScriptShellcheck(t *testing.T) {
 		cs = append(cs, c)
 	}
 	s := Script(cs, manifest.Path, []byte("{}\n"), "20261207T050000Z")
-	undo := s[strings.Index(s, "<<'@@magibake-undo'\n")+len("<<'@@magibake-undo'\n") : strings.Index(s, "@@magibake-undo\n\twhile")]
+	undo := s[strings.Index(s, "<<'@@magibake-undo'\n")+len("<<'@@magibake-undo'\n") : strings.Index(s, "@@magibake-undo\n\t[ -s")]
 	for name, text := range map[string]string{"apply": s, "undo": undo} {
 		// SC2015: "A && B || C" runs C when either fails, as meant; SC2016:
 		// the checks' "$1" is expanded by the sh that runs them.

@@ -37,10 +37,14 @@ func Script(changes []Change, manifestPath string, manifest []byte, stamp string
 	dir := StateDir + "/" + stamp
 	fmt.Fprintf(&b, `export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 set -u
-say() { printf '@@magibake-apply %%s\n' "$*"; }
+# A dropped connection must not stop the script half way: it goes on to
+# its end or its rollback, and its report stays in $S/log.
+trap '' HUP PIPE INT TERM
 S=%s
-mkdir -p "$S/old" && chmod 700 "$S" && : >"$S/paths" || { say "failed cannot make $S"; exit %d; }
-`, shq(dir), ExitRefused)
+say() { printf '@@magibake-apply %%s\n' "$*" >>"$S/log"; printf '@@magibake-apply %%s\n' "$*" 2>/dev/null; }
+mkdir -p %s && mkdir -m 700 "$S" && mkdir "$S/old" && : >"$S/paths" && : >"$S/made" ||
+	{ printf '@@magibake-apply refused cannot make %%s (another apply at the same second?)\n' "$S"; exit %d; }
+`, shq(dir), shq(StateDir), ExitRefused)
 	b.WriteString(helpers)
 	var written []Change
 	for _, c := range changes {
@@ -71,8 +75,6 @@ mkdir -p "$S/old" && chmod 700 "$S" && : >"$S/paths" || { say "failed cannot mak
 			fmt.Fprintf(&b, "check_staged %s %s\n", shq(c.Path), shq(c.check))
 		}
 	}
-	// Replace, then take the changes up.
-	b.WriteString("commit\n")
 	var then []string
 	for _, c := range written {
 		for _, t := range c.then {
@@ -90,7 +92,8 @@ mkdir -p "$S/old" && chmod 700 "$S" && : >"$S/paths" || { say "failed cannot mak
 		b.WriteString(t + "\n")
 	}
 	b.WriteString("@@magibake-then\n")
-	b.WriteString("take_up\n")
+	// Replace, then take the changes up.
+	b.WriteString("commit\ntake_up\n")
 	b.WriteString("say finished\n")
 	return b.String()
 }
@@ -113,23 +116,33 @@ func wrap(s string) string {
 	return b.String()
 }
 
-// helpers are the script's shell functions. A staged path is PATH.magibake-new;
+// helpers are the script's shell functions. A staged path is DIR/.NAME.magibake-new
+// (hidden: NetworkManager and the like skip it);
 // $S/paths lists "KIND PATH" for every staged path, in order; $S/undo
 // lists "saved PATH" or "absent PATH" for every replaced one.
-const helpers = `new() { printf '%s.magibake-new' "$1"; }
-unstage() { while read -r k p; do rm -rf "$(new "$p")"; done <"$S/paths"; }
+const helpers = `new() { printf '%s/.%s.magibake-new' "$(dirname "$1")" "$(basename "$1")"; }
+unstage() {
+	while read -r k p; do rm -rf "$(new "$p")"; done <"$S/paths"
+	tac "$S/made" | while IFS= read -r d; do rm -rf "$d"; done
+}
 refuse() { say "refused $*"; unstage; exit 3; }
+parent() { # path: make its missing parents, noting the topmost made
+	d=$(dirname "$1"); top=
+	while [ ! -e "$d" ]; do top=$d; d=$(dirname "$d"); done
+	[ -z "$top" ] || echo "$top" >>"$S/made"
+	mkdir -p "$(dirname "$1")"
+}
 stage_file() { # path mode owner, base64 content on stdin
-	mkdir -p "$(dirname "$1")" && base64 -d >"$(new "$1")" || refuse "$1: cannot write it"
+	echo "file $1" >>"$S/paths"
+	parent "$1" && (umask 077 && base64 -d >"$(new "$1")") || refuse "$1: cannot write it"
 	if [ -n "$2" ]; then chmod "$2" "$(new "$1")" && chown "$3" "$(new "$1")" || refuse "$1: cannot set its mode and owner"; fi
 	sync "$(new "$1")" || refuse "$1: fsync failed"
-	echo "file $1" >>"$S/paths"
 }
 stage_link() { # path target
-	mkdir -p "$(dirname "$1")" && rm -rf "$(new "$1")" && ln -s "$2" "$(new "$1")" || refuse "$1: cannot make the link"
 	echo "link $1" >>"$S/paths"
+	parent "$1" && rm -rf "$(new "$1")" && ln -s "$2" "$(new "$1")" || refuse "$1: cannot make the link"
 }
-stage_dir() { echo "dir $1 $2 $3" >>"$S/paths"; }
+stage_dir() { echo "dir $1 $2 $3" >>"$S/paths"; }  # path mode owner
 stage_remove() { echo "remove $1" >>"$S/paths"; }
 check_staged() { # path command ("$1" the staged file)
 	out=$(sh -c "$2" check "$(new "$1")" 2>&1) || refuse "$1: $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')"
@@ -137,7 +150,9 @@ check_staged() { # path command ("$1" the staged file)
 save() { # path: keep what is there, once
 	grep -qxF "saved $1" "$S/undo" 2>/dev/null && return 0
 	grep -qxF "absent $1" "$S/undo" 2>/dev/null && return 0
-	if [ -e "$1" ] || [ -L "$1" ]; then
+	if grep -qxF "$1" "$S/made"; then
+		echo "absent $1" >>"$S/undo" # made by staging: not the node's
+	elif [ -e "$1" ] || [ -L "$1" ]; then
 		mkdir -p "$S/old$(dirname "$1")" && cp -a "$1" "$S/old$1" || return 1
 		echo "saved $1" >>"$S/undo"
 	else
@@ -145,7 +160,7 @@ save() { # path: keep what is there, once
 	fi
 }
 commit() {
-	: >"$S/undo"
+	: >"$S/undo" || { say "failed cannot write $S/undo"; unstage; exit 3; }
 	cat >"$S/undo.sh" <<'@@magibake-undo'
 # Puts back what magibake apply replaced, newest first, then takes the
 # old files up as apply took the new ones up.
@@ -156,9 +171,11 @@ tac "$S/undo" | while read -r k p; do
 	absent) rm -rf "$p" ;;
 	esac
 done
+tac "$S/made" | while IFS= read -r d; do rm -rf "$d"; done
 sync
 while IFS= read -r cmd; do sh -c "$cmd" || echo "@@magibake-apply failed again $cmd"; done <"$S/then"
 @@magibake-undo
+	[ -s "$S/undo.sh" ] || { say "failed cannot write $S/undo.sh"; unstage; exit 3; }
 	while read -r k p rest; do
 		save "$p" || { say "failed $p: cannot keep its version"; rollback; }
 		case "$k" in

@@ -49,13 +49,15 @@ never printed.
 Nothing changes before you confirm: type yes on the terminal, or give
 --yes. Each file is then written beside its place, checked, fsynced and
 renamed into place; what it replaces is kept on the node under
-/var/lib/magibake/apply/TIME, with an undo script. A step that fails (a
-file the check refuses, a service that does not come back) puts that
-node's previous files back and restarts what had been restarted; the
-other nodes go on. The node's manifest then records what it holds.
+/var/lib/magibake/apply/TIME, with an undo script. A check that refuses a
+file changes nothing; a command that fails after the files are in place
+(a restart) puts that node's previous files back and runs the same
+commands again; the other nodes go on. The node's manifest records what
+it holds.
 
-A node whose hostname or manifest names another node or cluster, or whose
-host key is not the baked one, is refused before anything is sent.
+A node whose host key is not the baked one is refused before anything is
+sent; one whose hostname or manifest names another node or cluster, after
+the read-only look and before anything is written.
 --via HEAD reaches the nodes through the head (ssh jumps over the cluster
 network, trusting the head's baked key too): give each worker's cluster
 address with --address.
@@ -125,7 +127,7 @@ Exit code 4 when any node failed or was refused.`,
 					}
 				}
 				info := manifest.Info{Cluster: c.Name, Version: toolVersion(), ProfileDigest: c.Digest}
-				stamp := time.Now().UTC().Format("20060102T150405Z")
+				stamp := time.Now().UTC().Format("20060102T150405.000Z")
 				each(targets, func(t *applyTarget) {
 					if t.err == nil && t.writes() > 0 {
 						t.apply(ctx, session, info, stamp)
@@ -230,7 +232,7 @@ func (t *applyTarget) apply(ctx context.Context, s remote.Session, info manifest
 	case last == "rolled back":
 		t.err = errors.New("a step failed; its previous files are back (" + stamp + ")")
 	case strings.HasPrefix(last, "refused "):
-		t.err = errors.New("a check refused a file; nothing was replaced")
+		t.err = errors.New(strings.TrimPrefix(last, "refused ") + "; nothing was replaced")
 	default:
 		// Stopped where nobody can say what it holds: the report says
 		// how far it got, and the node keeps the way back.
