@@ -112,11 +112,14 @@ func TestApplyOnANode(t *testing.T) {
 			t.Errorf("apply's output lacks %q:\n%s", want, stdout)
 		}
 	}
-	if strings.Contains(stdout, "test-passphrase") || strings.Contains(read("etc/magibake/manifest.json"), "test-passphrase") {
+	if strings.Contains(stdout, "demo-passphrase") || strings.Contains(read("etc/magibake/manifest.json"), "demo-passphrase") {
 		t.Errorf("the Wi-Fi passphrase was printed or put in the manifest")
 	}
 	if !strings.Contains(read("etc/NetworkManager/system-connections/wifi.nmconnection"), "psk=") || !strings.Contains(read("calls"), "nmcli connection reload") {
 		t.Errorf("the Wi-Fi profile was not written and reloaded; calls:\n%s", read("calls"))
+	}
+	if strings.Contains(read("calls"), "sshd") || strings.Contains(read("calls"), " ssh.") {
+		t.Errorf("apply restarted sshd, the way it came in:\n%s", read("calls"))
 	}
 	hosts := read("etc/hosts")
 
