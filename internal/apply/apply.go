@@ -184,7 +184,9 @@ func classify(c *Change) {
 	case p == "/etc/dhcp/dhcpd.conf" || p == "/etc/default/isc-dhcp-server":
 		c.Effect, c.Why = Now, "dhcpd -t accepts it, isc-dhcp-server restarts"
 		if p == "/etc/dhcp/dhcpd.conf" {
-			c.check = `dhcpd -t -q -4 -cf "$1"`
+			// dhcpd -q prints nothing when it refuses a file: the line it
+			// names (and the caret under it) say why, not its banner.
+			c.check = `out=$(dhcpd -t -4 -cf "$1" 2>&1) && exit 0; printf '%s\n' "$out" | grep -A2 ' line [0-9]*: ' || printf '%s\n' "$out" | tail -n 3; exit 1`
 		}
 		c.then = []string{"systemctl restart isc-dhcp-server"}
 	case p == "/etc/magibake/iptables.rules":

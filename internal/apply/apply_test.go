@@ -246,7 +246,7 @@ func TestScriptAppliesAndKeepsTheWayBack(t *testing.T) {
 	// Taken up in order, each once: reload before restart, dhcpd checked
 	// on the staged file before anything was replaced.
 	calls := n.calls(t)
-	wantCalls := "dhcpd -t -q -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nnmcli connection reload\n"
+	wantCalls := "dhcpd -t -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nnmcli connection reload\n"
 	if calls != wantCalls {
 		t.Errorf("calls:\n%s\nwant:\n%s", calls, wantCalls)
 	}
@@ -280,10 +280,10 @@ func TestScriptRefusesAndRollsBack(t *testing.T) {
 		wantCalls         string
 	}{
 		{"dhcpd -t refuses", "invalid\n", "", ExitRefused, "@@magibake-apply refused /etc/dhcp/dhcpd.conf: dhcpd: /etc/dhcp/dhcpd.conf line 1: invalid",
-			"dhcpd -t -q -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\n"},
+			"dhcpd -t -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\n"},
 		{"the server does not come back", "new\n", "systemctl restart isc-dhcp-server", ExitRolledBack, "@@magibake-apply rolled back",
 			// Restarted again, with the old file, after the rollback.
-			"dhcpd -t -q -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nsystemctl restart isc-dhcp-server\n"},
+			"dhcpd -t -4 -cf /etc/dhcp/.dhcpd.conf.magibake-new\nsystemctl restart isc-dhcp-server\nsystemctl restart isc-dhcp-server\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -341,6 +341,31 @@ func TestScriptShellcheck(t *testing.T) {
 		cmd.Stdin = strings.NewReader(text)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("shellcheck on the %s script: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// TestDhcpdCheckSaysWhy: the staged dhcpd.conf's check, run by the real
+// dhcpd, accepts a good file and refuses one with a syntax error saying
+// which line and why (dhcpd -q says nothing at all).
+func TestDhcpdCheckSaysWhy(t *testing.T) {
+	testkit.RequireTools(t, "dhcpd", "sh", "grep")
+	c := Change{Op: plan.Op{Partition: plan.Root, Kind: plan.WriteFile, Path: "/etc/dhcp/dhcpd.conf"}, Path: "/etc/dhcp/dhcpd.conf"}
+	classify(&c)
+	f := filepath.Join(t.TempDir(), ".dhcpd.conf.magibake-new")
+	for _, tc := range []struct{ name, text, want string }{
+		{"good", "subnet 10.3.50.0 netmask 255.255.255.0 {\n  option routers 10.3.50.1;\n}\n", ""},
+		{"a semicolon left out", "subnet 10.3.50.0 netmask 255.255.255.0 {\n  option routers 10.3.50.1\n}\n", "line 3: semicolon expected."},
+	} {
+		if err := os.WriteFile(f, []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("sh", "-c", c.check, "check", f).CombinedOutput()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v\n%s", tc.name, err, out)
+		case tc.want != "" && (err == nil || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), "Copyright")):
+			t.Errorf("%s: exit %v, output %q; want a refusal saying %q and no banner", tc.name, err, out, tc.want)
 		}
 	}
 }

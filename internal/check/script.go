@@ -139,8 +139,9 @@ func writeFiles(b *strings.Builder, p *plan.Plan) {
 
 // FilesScript returns the read-only root script that prints what magibake
 // apply compares with the plan: the hostname, the manifest, the boot
-// partition's config.txt and cmdline.txt, and every planned path's entry
-// (as Script's files section). Parse reads its output.
+// partition's config.txt and cmdline.txt, /etc/hosts (the cluster's
+// addresses as the node knows them), and every planned path's entry (as
+// Script's files section). Parse reads its output.
 func FilesScript(p *plan.Plan) string {
 	var b strings.Builder
 	b.WriteString("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
@@ -151,6 +152,7 @@ func FilesScript(p *plan.Plan) string {
 	b.WriteString("s manifest; cat /etc/magibake/manifest.json\n")
 	b.WriteString("s config; cat " + BootMount + "/config.txt\n")
 	b.WriteString("s cmdline; cat " + BootMount + "/cmdline.txt\n")
+	b.WriteString("s hosts; cat /etc/hosts\n")
 	writeFiles(&b, p)
 	b.WriteString("s end; true\n")
 	return b.String()

@@ -109,6 +109,9 @@ Exit code 4 when any node failed or was refused.`,
 			ctx := cmd.Context()
 			each(targets, func(t *applyTarget) { t.probe(ctx, session, c) })
 			out := cmd.OutOrStdout()
+			if err := refuseMoves(out, c, targets); err != nil {
+				return fault.InputError(err)
+			}
 			pending := 0
 			for _, t := range targets {
 				t.printChanges(out)
@@ -168,6 +171,8 @@ type applyTarget struct {
 	plan    *plan.Plan
 	old     *manifest.Manifest
 	changes []apply.Change
+	// hosts is the node's /etc/hosts, as the probe read it.
+	hosts string
 	// report is what the node's apply script said, its "@@magibake-apply" lines.
 	report []string
 	// err is why the node failed or was refused; nil while it goes on.
@@ -199,10 +204,39 @@ func (t *applyTarget) probe(ctx context.Context, s remote.Session, c *profile.Cl
 		}
 		return
 	}
+	t.hosts = f["hosts"]
 	t.changes, t.err = apply.Changes(t.plan, c.Name, f)
 	if t.err == nil {
 		t.old, t.err = manifest.Parse([]byte(f["manifest"]))
 	}
+}
+
+// refuseMoves stops apply before anything is written when today's profiles
+// move a running node's fixed cluster address only because of hostname
+// order (a worker added since sorts before it): the head would hand its
+// address to the newcomer while it still holds it. A move its profile's
+// address: asks for is said and goes on.
+func refuseMoves(w io.Writer, c *profile.Cluster, ts []applyTarget) error {
+	seen := map[string]bool{}
+	var refused []error
+	for _, t := range ts {
+		if t.err != nil {
+			continue
+		}
+		for _, m := range apply.Moves(c, t.node.Name, t.hosts) {
+			if seen[m.Node.Hostname] {
+				continue
+			}
+			seen[m.Node.Hostname] = true
+			if m.Node.AddressByOrder {
+				refused = append(refused, m)
+				continue
+			}
+			fmt.Fprintf(w, "note: %s's cluster address moves from %s, as %s's /etc/hosts has it, to %s, as %s says\n",
+				m.Node.Hostname, m.From, m.Seen, m.Node.Address, m.Node.Source)
+		}
+	}
+	return errors.Join(refused...)
 }
 
 // apply sends the node its script and reads what it said.

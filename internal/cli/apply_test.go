@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/magibake/magibake/internal/hostkey"
+	"github.com/magibake/magibake/internal/profile"
 	"github.com/magibake/magibake/internal/testkit"
 )
 
@@ -147,5 +149,65 @@ func TestApplyOnANode(t *testing.T) {
 	t.Setenv("FAKE_FAIL", "")
 	if code, stdout, _ = execute(t, "apply", "melchior", "--yes", "--address", "melchior=10.9.9.9"); code != 0 || read("etc/hosts") != hosts {
 		t.Errorf("apply again: exit %d, /etc/hosts %q\n%s", code, read("etc/hosts"), stdout)
+	}
+}
+
+// TestApplyRefusesAMove: a worker added to the profiles (artaban) sorts
+// before a running one (balthasar), whose fixed address has come from
+// hostname order: apply refuses before anything is written, naming
+// balthasar's file and the address to pin there; pinned, apply goes on.
+func TestApplyRefusesAMove(t *testing.T) {
+	setEnv(t)
+	t.Setenv("MAGIBAKE_SUDO_PASSWORD", "pw")
+	dir := workersProfile(t, map[string]string{
+		"artaban.yaml":   "hostname: artaban\nrole: worker\nmac: dc:a6:32:00:00:0a\n",
+		"balthasar.yaml": "hostname: balthasar\nrole: worker\nmac: dc:a6:32:00:00:0b\n",
+	})
+	state := filepath.Join(t.TempDir(), "state")
+	t.Setenv("MAGIBAKE_STATE", state)
+	c, err := profile.LoadDir(dir, profile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, gen, err := hostkey.Load(c, state); err != nil || gen.Save() != nil {
+		t.Fatalf("host keys: %v", err)
+	}
+	root := fakeNodeSSH(t, "balthasar")
+	files := map[string]string{
+		"etc/magibake/manifest.json": `{"tool": "magibake", "version": "old", "node": "balthasar", "cluster": "magi", "files": []}` + "\n",
+		"etc/hosts":                  "127.0.1.1\tbalthasar\n10.3.50.1\tcaspar.cluster caspar\n10.3.50.2\tbalthasar.cluster balthasar\n",
+	}
+	for name, text := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr := execute(t, "apply", "balthasar", "--yes", "--profiles", dir, "--address", "balthasar=10.9.9.9")
+	want := filepath.Join(dir, "balthasar.yaml") + `: balthasar's cluster address would move from 10.3.50.2, as balthasar's /etc/hosts has it, to 10.3.50.3 (artaban now sorts first and takes it)`
+	if code != 3 || !strings.Contains(stderr, want) || !strings.Contains(stderr, `pin it with "address: 10.3.50.2"`) {
+		t.Fatalf("apply with a moved address: exit %d, want 3 and %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/hosts")); string(b) != files["etc/hosts"] {
+		t.Errorf("/etc/hosts changed by a refused apply:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/magibake/apply")); !os.IsNotExist(err) {
+		t.Errorf("a refused apply left its state directory: %v", err)
+	}
+
+	// Pinned where it is, balthasar keeps its address and artaban takes the next.
+	f, err := os.OpenFile(filepath.Join(dir, "balthasar.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("address: 10.3.50.2\n"); err != nil || f.Close() != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = execute(t, "apply", "balthasar", "--yes", "--profiles", dir, "--address", "balthasar=10.9.9.9")
+	hosts, _ := os.ReadFile(filepath.Join(root, "etc/hosts"))
+	if code != 0 || !strings.Contains(string(hosts), "10.3.50.2\tbalthasar.cluster balthasar") || !strings.Contains(string(hosts), "10.3.50.3\tartaban.cluster artaban") {
+		t.Errorf("apply with balthasar pinned: exit %d, /etc/hosts:\n%s\nstdout:\n%s\nstderr:\n%s", code, hosts, stdout, stderr)
 	}
 }

@@ -203,6 +203,25 @@ func docWorkspace(t *testing.T, root string) docWorkspaceDir {
 			t.Fatal(err)
 		}
 	}
+	// ~/cluster: the reader's own profiles, the example's with the new
+	// worker's node file as docs/apply.md shows it.
+	cluster := filepath.Join(home, "cluster")
+	if err := os.MkdirAll(cluster, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yamls, _ := filepath.Glob(filepath.Join(root, "profiles", "*.yaml"))
+	for _, f := range yamls {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(cluster, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cluster, "artaban.yaml"), []byte(docYAML(t, filepath.Join(root, "docs", "apply.md"), "artaban.yaml")), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	site := imageSite(t, base, map[string]http.HandlerFunc{
 		"/list.json": func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, osList("http://"+r.Host, hexSum, hexSum))
@@ -234,6 +253,22 @@ func docWorkspace(t *testing.T, root string) docWorkspaceDir {
 		t.Fatalf("make demo's bake (%s): exit %d\n%s", line, code, out)
 	}
 	return ws
+}
+
+// docYAML is the yaml block of a documentation file that starts with the
+// comment "# NAME".
+func docYAML(t *testing.T, file, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n# "+name+"\n")
+	block, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatalf("%s: no yaml block starting with # %s", file, name)
+	}
+	return block
 }
 
 // TestArchitectureTable keeps docs/architecture.md's package table true:

@@ -493,7 +493,7 @@ func assignFixed(c *Cluster, nodes []parsedNode, used map[string]*parsedNode) {
 		if !c.Subnet.Contains(next) || hostAddr(c.Subnet, next) != "" {
 			return // the subnet is full; dhcpd falls back to the range
 		}
-		p.Address = next
+		p.Address, p.AddressByOrder = next, true
 		used[next.String()] = p
 	}
 }

@@ -96,6 +96,9 @@ type Node struct {
 	Role     Role
 	MAC      net.HardwareAddr // nil when absent
 	Address  netip.Addr       // head: Head.Addr(); worker: fixed address or zero
+	// AddressByOrder: Address was given in hostname order (a worker with a
+	// MAC and no address:), so a worker added later can move it.
+	AddressByOrder bool
 	// Home is where the owner reaches the node on the home network (SSH,
 	// Ansible, magibake check): home_address as written (an IPv4 address
 	// or a DNS name), else HOSTNAME.local, which Raspberry Pi OS announces
