@@ -57,12 +57,15 @@ it holds.
 
 A node whose host key is not the baked one is refused before anything is
 sent; one whose hostname or manifest names another node or cluster, after
-the read-only look and before anything is written.
+the read-only look and before anything is written. A run in which a
+worker's cluster address would move only because a worker added since
+sorts before it (workers without address: are numbered in hostname order)
+is refused before anything is written, exit 3, naming the address to pin.
 --via HEAD reaches the nodes through the head (ssh jumps over the cluster
 network, trusting the head's baked key too): give each worker's cluster
 address with --address.
 
-Exit code 4 when any node failed or was refused.`,
+Exit code 4 when any node failed, was refused or did not answer.`,
 		Example: `  magibake apply --all
   magibake apply caspar --yes
   magibake apply melchior --via caspar --address melchior=10.3.50.12`,
