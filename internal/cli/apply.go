@@ -57,10 +57,10 @@ it holds.
 
 A node whose host key is not the baked one is refused before anything is
 sent; one whose hostname or manifest names another node or cluster, after
-the read-only look and before anything is written. A run in which a
-worker's cluster address would move only because a worker added since
-sorts before it (workers without address: are numbered in hostname order)
-is refused before anything is written, exit 3, naming the address to pin.
+the read-only look and before anything is written. A run that would move
+the cluster address of a worker numbered in hostname order (no address:,
+so adding or removing a worker moves others) is refused before anything
+is written, exit 3, naming the address to pin.
 --via HEAD reaches the nodes through the head (ssh jumps over the cluster
 network, trusting the head's baked key too): give each worker's cluster
 address with --address.
@@ -73,6 +73,7 @@ Exit code 4 when any node failed, was refused or did not answer.`,
 		ValidArgsFunction: completeNodes(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s.Log = cmd.ErrOrStderr()
+			args = once(args)
 			if all == (len(args) > 0) {
 				return fault.UsageError(fmt.Errorf("%s: name the nodes to change, or give --all", cmd.CommandPath()))
 			}
@@ -215,10 +216,10 @@ func (t *applyTarget) probe(ctx context.Context, s remote.Session, c *profile.Cl
 }
 
 // refuseMoves stops apply before anything is written when today's profiles
-// move a running node's fixed cluster address only because of hostname
-// order (a worker added since sorts before it): the head would hand its
-// address to the newcomer while it still holds it. A move its profile's
-// address: asks for is said and goes on.
+// move the fixed cluster address of a worker numbered in hostname order (a
+// worker added or removed since renumbers the others): the head would hand
+// its address to another node while it still holds it. A move that an
+// address: or head_address asks for is said and goes on.
 func refuseMoves(w io.Writer, c *profile.Cluster, ts []applyTarget) error {
 	seen := map[string]bool{}
 	var refused []error
@@ -235,8 +236,12 @@ func refuseMoves(w io.Writer, c *profile.Cluster, ts []applyTarget) error {
 				refused = append(refused, m)
 				continue
 			}
+			says := m.Node.Source + "'s address:"
+			if m.Node.Role == profile.RoleHead {
+				says = "head_address"
+			}
 			fmt.Fprintf(w, "note: %s's cluster address moves from %s, as %s's /etc/hosts has it, to %s, as %s says\n",
-				m.Node.Hostname, m.From, m.Seen, m.Node.Address, m.Node.Source)
+				m.Node.Hostname, m.From, m.Seen, m.Node.Address, says)
 		}
 	}
 	return errors.Join(refused...)
@@ -305,6 +310,18 @@ func (t *applyTarget) printApplied(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "%s: FAILED: %v\n", t.node.Name, t.err)
 	}
+}
+
+// once is names without repeats, in their order: a node named twice gets
+// one apply script, not two at once.
+func once(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // each runs f on every target at once: each waits on its own node.

@@ -186,7 +186,7 @@ func TestApplyRefusesAMove(t *testing.T) {
 		}
 	}
 	code, stdout, stderr := execute(t, "apply", "balthasar", "--yes", "--profiles", dir, "--address", "balthasar=10.9.9.9")
-	want := filepath.Join(dir, "balthasar.yaml") + `: balthasar's cluster address would move from 10.3.50.2, as balthasar's /etc/hosts has it, to 10.3.50.3 (artaban now sorts first and takes it)`
+	want := filepath.Join(dir, "balthasar.yaml") + `: balthasar's cluster address would move from 10.3.50.2, as balthasar's /etc/hosts has it, to 10.3.50.3 (artaban, numbered in hostname order too, now takes it)`
 	if code != 3 || !strings.Contains(stderr, want) || !strings.Contains(stderr, `pin it with "address: 10.3.50.2"`) {
 		t.Fatalf("apply with a moved address: exit %d, want 3 and %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
 	}
@@ -197,17 +197,21 @@ func TestApplyRefusesAMove(t *testing.T) {
 		t.Errorf("a refused apply left its state directory: %v", err)
 	}
 
-	// Pinned where it is, balthasar keeps its address and artaban takes the next.
+	// Pinned elsewhere on purpose: the move is said and applied, and
+	// artaban takes the first free address. Named twice, balthasar gets
+	// one script.
 	f, err := os.OpenFile(filepath.Join(dir, "balthasar.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString("address: 10.3.50.2\n"); err != nil || f.Close() != nil {
+	if _, err := f.WriteString("address: 10.3.50.9\n"); err != nil || f.Close() != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr = execute(t, "apply", "balthasar", "--yes", "--profiles", dir, "--address", "balthasar=10.9.9.9")
+	code, stdout, stderr = execute(t, "apply", "balthasar", "balthasar", "--yes", "--profiles", dir, "--address", "balthasar=10.9.9.9")
 	hosts, _ := os.ReadFile(filepath.Join(root, "etc/hosts"))
-	if code != 0 || !strings.Contains(string(hosts), "10.3.50.2\tbalthasar.cluster balthasar") || !strings.Contains(string(hosts), "10.3.50.3\tartaban.cluster artaban") {
-		t.Errorf("apply with balthasar pinned: exit %d, /etc/hosts:\n%s\nstdout:\n%s\nstderr:\n%s", code, hosts, stdout, stderr)
+	note := "note: balthasar's cluster address moves from 10.3.50.2, as balthasar's /etc/hosts has it, to 10.3.50.9, as " + filepath.Join(dir, "balthasar.yaml") + "'s address: says"
+	if code != 0 || !strings.Contains(stdout, note) || strings.Count(stdout, "balthasar: applied") != 1 ||
+		!strings.Contains(string(hosts), "10.3.50.9\tbalthasar.cluster balthasar") || !strings.Contains(string(hosts), "10.3.50.2\tartaban.cluster artaban") {
+		t.Errorf("apply with balthasar pinned elsewhere: exit %d, want 0, %q and one apply; /etc/hosts:\n%s\nstdout:\n%s\nstderr:\n%s", code, note, hosts, stdout, stderr)
 	}
 }
