@@ -176,6 +176,8 @@ func classify(c *Change) {
 		// Its rule goes with the user's password, which only the first
 		// boot sets: changed alone it could lock sudo, and apply with it.
 		c.Effect, c.Why = Reflash, "sudo's rule goes with the user's password, which the first boot sets"
+	case p == "/usr/local/sbin/magibake-wifi-rejoin":
+		c.Effect, c.Why = Now, "its timer runs it every two minutes"
 	case p == "/etc/magibake/authorized_keys" || strings.HasPrefix(p, "/var/lib/magibake/host-keys") ||
 		strings.HasPrefix(p, "/usr/local/sbin/magibake-") || strings.HasPrefix(p, "/etc/sysctl.d/"):
 		c.Effect, c.Why = Reboot, "read at boot"

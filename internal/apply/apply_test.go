@@ -213,6 +213,38 @@ func TestChangesAndTheirEffects(t *testing.T) {
 	}
 }
 
+// TestClassify: when a change of each kind of path reaches the node, and
+// what follows its write.
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		part   plan.Partition
+		kind   plan.Kind
+		path   string
+		effect Effect
+		then   string
+	}{
+		{plan.Root, plan.WriteFile, "/etc/hosts", Now, ""},
+		{plan.Root, plan.WriteFile, "/etc/dhcp/dhcpd.conf", Now, "systemctl restart isc-dhcp-server"},
+		{plan.Root, plan.WriteFile, "/etc/NetworkManager/system-connections/wifi.nmconnection", Now, "nmcli connection reload"},
+		{plan.Root, plan.WriteFile, "/usr/local/sbin/magibake-wifi-rejoin", Now, ""},
+		{plan.Root, plan.WriteFile, "/usr/local/sbin/magibake-wifi-unblock", Reboot, ""},
+		{plan.Root, plan.WriteFile, "/usr/local/sbin/magibake-firstboot", Reflash, ""},
+		{plan.Root, plan.WriteFile, "/etc/systemd/system/magibake-wifi-rejoin.timer", Now, "systemctl daemon-reload|systemctl try-restart 'magibake-wifi-rejoin.timer'"},
+		{plan.Root, plan.WriteFile, "/etc/systemd/system/cloud-init-main.service.d/x.conf", Reboot, "systemctl daemon-reload"},
+		{plan.Root, plan.WriteFile, "/etc/ssh/sshd_config.d/magibake.conf", Reboot, ""},
+		{plan.Root, plan.WriteFile, "/etc/locale.conf", Reflash, ""},
+		{plan.Boot, plan.WriteFile, "/config.txt", Reboot, ""},
+		{plan.Boot, plan.WriteFile, "/userconf.txt", Reflash, ""},
+	}
+	for _, tc := range tests {
+		c := Change{Op: plan.Op{Partition: tc.part, Kind: tc.kind, Path: tc.path}, Path: tc.path}
+		classify(&c)
+		if c.Effect != tc.effect || strings.Join(c.then, "|") != tc.then {
+			t.Errorf("%s: %s, then %q (%s); want %s, then %q", tc.path, c.Effect, strings.Join(c.then, "|"), c.Why, tc.effect, tc.then)
+		}
+	}
+}
+
 func TestScriptAppliesAndKeepsTheWayBack(t *testing.T) {
 	n := newFakeNode(t, "caspar")
 	n.baked(t, testPlan("old\n"))

@@ -43,7 +43,7 @@ func (m Move) Error() string {
 	case m.Taker != "":
 		by = fmt.Sprintf(" (%s, numbered in hostname order too, now takes it)", m.Taker)
 	}
-	return fmt.Sprintf("%s: %s's cluster address would move from %s, as %s's /etc/hosts has it, to %s%s: workers without address: are numbered in hostname order, so adding or removing one moves others; %s and apply again; nothing was changed",
+	return fmt.Sprintf("%s: %s's cluster address would move from %s, as %s's /etc/hosts has it, to %s%s: workers without address: are numbered in hostname order, so adding or removing one moves others; %s, bake again the cards not yet flashed (their /etc/hosts changes too) and apply again; nothing was changed",
 		m.Node.Source, m.Node.Hostname, m.From, m.Seen, m.Node.Address, by, pin)
 }
 

@@ -47,8 +47,8 @@ func TestMoves(t *testing.T) {
 		}
 	}
 	for hosts, want := range map[string]string{
-		"10.3.50.2\tbalthasar\n": `/p/balthasar.yaml: balthasar's cluster address would move from 10.3.50.2, as caspar's /etc/hosts has it, to 10.3.50.3 (artaban, numbered in hostname order too, now takes it): workers without address: are numbered in hostname order, so adding or removing one moves others; pin it with "address: 10.3.50.2" there and apply again; nothing was changed`,
-		"10.3.50.40\tnode2\n":    `/p/workers.yaml: node2's cluster address would move from 10.3.50.40, as caspar's /etc/hosts has it, to 10.3.50.5 (melchior's address: takes it): workers without address: are numbered in hostname order, so adding or removing one moves others; pin it with an addresses: list there (10.3.50.40 for node2) and give melchior another address and apply again; nothing was changed`,
+		"10.3.50.2\tbalthasar\n": `/p/balthasar.yaml: balthasar's cluster address would move from 10.3.50.2, as caspar's /etc/hosts has it, to 10.3.50.3 (artaban, numbered in hostname order too, now takes it): workers without address: are numbered in hostname order, so adding or removing one moves others; pin it with "address: 10.3.50.2" there, bake again the cards not yet flashed (their /etc/hosts changes too) and apply again; nothing was changed`,
+		"10.3.50.40\tnode2\n":    `/p/workers.yaml: node2's cluster address would move from 10.3.50.40, as caspar's /etc/hosts has it, to 10.3.50.5 (melchior's address: takes it): workers without address: are numbered in hostname order, so adding or removing one moves others; pin it with an addresses: list there (10.3.50.40 for node2) and give melchior another address, bake again the cards not yet flashed (their /etc/hosts changes too) and apply again; nothing was changed`,
 	} {
 		if got := Moves(c, "caspar", hosts)[0].Error(); got != want {
 			t.Errorf("Error() = %q\nwant      %q", got, want)

@@ -88,7 +88,8 @@ Exit code 4 when any node failed, was refused or did not answer.`,
 				if err != nil {
 					return fault.UsageError(fmt.Errorf("%s: --via: %w", cmd.CommandPath(), err))
 				}
-				session.Via = &remote.Node{Name: h.Hostname, Host: l.host(h), User: c.User.Name, HostKey: keys[h.Hostname].Public}
+				v := l.remote(h)
+				session.Via = &v
 			}
 			mtime, err := build.MTime(nil)
 			if err != nil {
@@ -104,7 +105,7 @@ Exit code 4 when any node failed, was refused or did not answer.`,
 				if err != nil {
 					return fault.InputError(err)
 				}
-				targets[i] = applyTarget{node: remote.Node{Name: n.Hostname, Host: l.host(n), User: c.User.Name, HostKey: keys[n.Hostname].Public}, plan: p}
+				targets[i] = applyTarget{node: l.remote(n), plan: p}
 			}
 			session.Password, err = sudoPassword(c, cmd.ErrOrStderr())
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -86,7 +87,6 @@ code 4 when any check fails.`,
 			perNode := make([][]check.Result, len(nodes))
 			var jobs []func()
 			for i, n := range nodes {
-				host := l.host(n)
 				if slices.Contains(gen.Nodes(), n.Hostname) {
 					perNode[i] = []check.Result{{Node: n.Hostname, Check: "reach", Detail: fmt.Sprintf(
 						"no baked SSH host key in %s: build the node's card first (check trusts only that key)", gen.Dir())}}
@@ -97,7 +97,7 @@ code 4 when any check fails.`,
 					return fault.InputError(err)
 				}
 				t := check.Target{Cluster: c, Node: n, Plan: p, HostKey: keys[n.Hostname].Public, Upstream: up}
-				jobs = append(jobs, func() { perNode[i] = checkNode(cmd.Context(), session, t, host) })
+				jobs = append(jobs, func() { perNode[i] = checkNode(cmd.Context(), session, t, l.remote(n)) })
 			}
 			var wg sync.WaitGroup
 			for _, job := range jobs {
@@ -159,6 +159,13 @@ func (l liveNodes) host(n *profile.Node) string {
 		return h
 	}
 	return n.Home
+}
+
+// remote is how n is logged in to: at its host, as the profile's user,
+// trusting only its baked key.
+func (l liveNodes) remote(n *profile.Node) remote.Node {
+	return remote.Node{Name: n.Hostname, Host: l.host(n), User: l.c.User.Name, HostKey: l.keys[n.Hostname].Public,
+		KeyFile: filepath.Join(l.gen.Dir(), n.Hostname, hostkey.File)}
 }
 
 func parseAddresses(c *profile.Cluster, flags []string) (map[string]string, error) {
@@ -239,12 +246,11 @@ func sudoPassword(c *profile.Cluster, prompt io.Writer) (string, error) {
 // checkNode runs the check script on one node and judges what it printed.
 // A node that cannot be reached, or where sudo refuses, is one failed
 // check saying why.
-func checkNode(ctx context.Context, s remote.Session, t check.Target, host string) []check.Result {
+func checkNode(ctx context.Context, s remote.Session, t check.Target, n remote.Node) []check.Result {
 	name := t.Node.Hostname
 	fail := func(format string, a ...any) []check.Result {
 		return []check.Result{{Node: name, Check: "reach", Detail: fmt.Sprintf(format, a...)}}
 	}
-	n := remote.Node{Name: name, Host: host, User: t.Cluster.User.Name, HostKey: t.HostKey}
 	r := s.Run(ctx, n, check.Script(t))
 	facts, perr := check.Parse(r.Stdout)
 	if perr != nil {
@@ -253,7 +259,7 @@ func checkNode(ctx context.Context, s remote.Session, t check.Target, host strin
 		}
 		return fail("%s: %v", r.Why(n), perr)
 	}
-	return append([]check.Result{{Node: name, Check: "reach", OK: true, Detail: "ssh " + n.User + "@" + host + ", baked host key"}},
+	return append([]check.Result{{Node: name, Check: "reach", OK: true, Detail: "ssh " + n.User + "@" + n.Host + ", baked host key"}},
 		check.Evaluate(t, facts)...)
 }
 

@@ -76,9 +76,10 @@ Reinstalling a node means reflashing its card.
 
 Exit codes: 0 success, 1 internal error (a bug: please report it), 2 usage
 error (arguments, flags), 3 bad input (profiles, overlays, base image, output
-path, disk full or read-only, a device flash refuses), 4 findings (a check
-failed, or diff found differences), 130 interrupted (SIGINT/SIGTERM;
-nothing written, except by flash, which says so).`,
+path, disk full or read-only, a device flash refuses; apply: a cluster
+address would move), 4 findings (a check failed, diff found differences,
+apply: a node failed, was refused or did not answer), 130 interrupted
+(SIGINT/SIGTERM; nothing written, except by flash, which says so).`,
 		Version:       toolVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -31,6 +31,10 @@ type Node struct {
 	User string
 	// HostKey is the node's baked public host key, "ssh-ed25519 AAAA...".
 	HostKey string
+	// KeyFile is where HostKey is kept (the profiles' state directory):
+	// named when the node presents another key, since cards baked from
+	// another state directory present other keys.
+	KeyFile string
 }
 
 // Session is how every node of one command is reached.
@@ -125,7 +129,11 @@ func (r Result) Why(n Node) string {
 	var exit *exec.ExitError
 	switch {
 	case strings.Contains(why, "Host key verification failed"):
-		return fmt.Sprintf("ssh %s@%s: it presents a host key other than the baked one", n.User, n.Host)
+		why := fmt.Sprintf("ssh %s@%s: it presents a host key other than the baked one", n.User, n.Host)
+		if n.KeyFile != "" {
+			why += " (" + n.KeyFile + ".pub: is this the state directory its card was baked with?)"
+		}
+		return why
 	case errors.As(r.Err, &exit) && exit.ExitCode() == 255:
 		// ssh's own failure: no login, so nothing ran.
 		return fmt.Sprintf("cannot log in with ssh as %s@%s: %s; is %s up and on the home network? Give its address with --address %s=IP if %s is not it",

@@ -92,13 +92,13 @@ func TestRunPinsTheBakedKeys(t *testing.T) {
 
 func TestWhy(t *testing.T) {
 	fakeSSH(t)
-	n := Node{Name: "melchior", Host: "melchior.local", User: "magi", HostKey: workerKey}
+	n := Node{Name: "melchior", Host: "melchior.local", User: "magi", HostKey: workerKey, KeyFile: "/p/.magibake/state/melchior/ssh_host_ed25519_key"}
 	tests := []struct {
 		exit, stderr string
 		loggedIn     bool
 		want         string
 	}{
-		{"255", "Host key verification failed.", false, "ssh magi@melchior.local: it presents a host key other than the baked one"},
+		{"255", "Host key verification failed.", false, "ssh magi@melchior.local: it presents a host key other than the baked one (/p/.magibake/state/melchior/ssh_host_ed25519_key.pub: is this the state directory its card was baked with?)"},
 		{"255", "connect to host melchior.local port 22: No route to host", false, "cannot log in with ssh as magi@melchior.local: fake ssh: connect to host melchior.local port 22: No route to host; is melchior up and on the home network? Give its address with --address melchior=IP"},
 		{"1", "sudo: a password is required", true, "ssh magi@melchior.local: fake ssh: sudo: a password is required (set MAGIBAKE_SUDO_PASSWORD, or run on a terminal)"},
 	}
