@@ -64,7 +64,6 @@ func Moves(c *profile.Cluster, seen, hosts string) []Move {
 		}
 	}
 	live := map[string][]netip.Addr{}
-	var order []string
 	for _, line := range strings.Split(hosts, "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		f := strings.Fields(line)
@@ -80,19 +79,16 @@ func Moves(c *profile.Cluster, seen, hosts string) []Move {
 			if _, ok := planned[name]; !ok || slices.Contains(live[name], a) {
 				continue
 			}
-			if live[name] == nil {
-				order = append(order, name)
-			}
 			live[name] = append(live[name], a)
 		}
 	}
 	var out []Move
-	for _, name := range order {
+	for name, addrs := range live {
 		n := planned[name]
-		if slices.Contains(live[name], n.Address) {
+		if slices.Contains(addrs, n.Address) {
 			continue // a stale line beside the right one moves nothing
 		}
-		m := Move{Node: n, From: live[name][0], Seen: seen, Shared: files[n.Source] > 1}
+		m := Move{Node: n, From: addrs[0], Seen: seen, Shared: files[n.Source] > 1}
 		if t, ok := owner[m.From]; ok {
 			m.Taker, m.TakerPinned = t.Hostname, !t.AddressByOrder
 		}
